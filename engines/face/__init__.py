@@ -1,0 +1,1 @@
+"""Face tracking: the `FaceTracker` interface and the mediapipe backend."""
