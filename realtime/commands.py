@@ -1,0 +1,138 @@
+"""What each `livedub` subcommand does (argument parsing lives in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from livedub.engines import registry
+from livedub.engines.audio import decode_audio, write_wav
+from livedub.engines.errors import LivedubError
+from livedub.engines.settings import Settings, config_path, load_settings
+
+from .files import atomic_output
+
+CONFIG_HELP = f"""\
+config file ({config_path()}), all keys optional:
+
+  [asr]
+  model = "/models/faster-whisper-small"        # CTranslate2 whisper directory
+  [mt]
+  en-de = "/models/opus-mt-en-de-ct2"            # pair → CTranslate2 model directory
+  any = "/models/nllb-200-distilled-600M-ct2"    # multilingual NLLB / M2M100
+  [tts]
+  voices = ["/voices/de_DE-thorsten-medium.onnx"]
+  [lipsync]
+  checkpoint = "/models/wav2lip_gan.pth"
+  syncnet = "/models/syncnet_v2.model"
+
+environment: LIVEDUB_ASR_MODEL, LIVEDUB_MT_MODELS ("en-de=DIR:any=DIR"), LIVEDUB_VOICES ("a.onnx:b.onnx"),
+LIVEDUB_WAV2LIP, LIVEDUB_SYNCNET, LIVEDUB_CONFIG, LIVEDUB_CACHE. Flags beat variables beat the file.
+"""
+
+DEMO_TEXT = (
+    "Hello, and welcome to livedub. This message was spoken in English and translated into Spanish. "
+    "The weather is nice today, and the house by the river is very big."
+)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Config file + environment, overridden by this command's flags."""
+    settings = load_settings(Path(args.config) if getattr(args, "config", None) else None)
+    mt: dict[str, Path] = {}
+    for item in getattr(args, "mt_model", []) or []:
+        pair, sep, path = item.partition("=")
+        if not sep or not pair or not path:
+            raise LivedubError(f"--mt-model {item!r}: expected PAIR=DIR, e.g. en-de=/models/opus-mt-en-de")
+        mt[pair.strip()] = Path(path)
+    return settings.with_flags(
+        asr_model=getattr(args, "asr_model", None), mt_models=mt, voices=getattr(args, "voice", None) or ()
+    )
+
+
+def _progress(args: argparse.Namespace, desc: str, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit=unit, disable=args.quiet, file=sys.stderr, leave=False)
+
+
+def speech(args: argparse.Namespace) -> int:
+    """livedub speech IN --to LANG -o OUT.wav: the translated speech, sentence by sentence in its slot."""
+    from .speech import SpeechDubber
+
+    if not 0.5 <= args.min_speed <= 1.0 <= args.max_speed <= 2.0:
+        raise LivedubError("speeds must satisfy 0.5 <= --min-speed <= 1 <= --max-speed <= 2")
+    settings = settings_from(args)
+    started = time.perf_counter()
+    pcm = decode_audio(args.input)
+    dubber = SpeechDubber(args.to, source=args.source, settings=settings,
+                          min_speed=args.min_speed, max_speed=args.max_speed)
+    with _progress(args, "dubbing", "sentence") as bar:
+        result = dubber.dub(pcm, progress=bar.update, total=lambda n: (setattr(bar, "total", n), bar.refresh()))
+    track = result.track
+    with dubber.times.stage("write"):
+        audio = track.render(0.0, max(result.duration, track.end))
+        with atomic_output(args.output) as tmp:
+            write_wav(tmp, audio, track.output_rate)
+        if args.transcript:
+            _write_transcript(args.transcript, result, args.input)
+    if not args.quiet:
+        print(f"{args.output}: {len(result.segments)} sentences, {result.source_language} → {result.target_language}, "
+              f"{len(audio) / track.output_rate:.1f} s (source {result.duration:.1f} s) "
+              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(dubber.times.table(result.duration), file=sys.stderr)
+    return 0
+
+
+def _write_transcript(path: str, result, source: str) -> None:
+    doc = {
+        "source": str(source),
+        "source_language": result.source_language,
+        "target_language": result.target_language,
+        "source_duration": round(result.duration, 3),
+        "segments": [s.as_dict() for s in result.segments],
+        "stage_seconds": result.times.as_dict(),
+    }
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+
+
+def models(args: argparse.Namespace) -> int:
+    """livedub models: a table of every role's model and where it came from."""
+    settings = settings_from(args)
+    rows = [("role", "model", "languages", "source", "size", "verified")]
+    for e in registry.entries(settings, verify=not args.no_verify):
+        rows.append((e.role, e.model, e.languages, e.source, registry.human_size(e.size), e.verified))
+    widths = [min(max(len(r[i]) for r in rows), 60) for i in range(6)]
+    for n, row in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Make English speech with the embedded voice, then dub it into Spanish with embedded models only."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sample = out / "sample_en.wav"
+    voice = registry.synthesizer("en", Settings())
+    speech_en = voice.synthesize(DEMO_TEXT)
+    write_wav(sample, speech_en.pcm, speech_en.sample_rate)
+    print(f"sample: {sample} ({speech_en.duration:.1f} s of English from the embedded Piper voice)", file=sys.stderr)
+    ns = argparse.Namespace(
+        input=str(sample), to="es", source=None, output=str(out / "demo_es.wav"),
+        transcript=str(out / "demo_es.json"), min_speed=0.8, max_speed=1.3, asr_model=None, mt_model=[],
+        voice=[], config=None, quiet=args.quiet, verbose=args.verbose,
+    )
+    code = speech(ns)
+    if code == 0:
+        doc = json.loads(Path(ns.transcript).read_text())
+        for seg in doc["segments"]:
+            print(f"  [{seg['source_start']:5.2f}s] {seg['source_text']}\n"
+                  f"  → [{seg['start']:5.2f}s ×{seg['speed']:.2f}] {seg['text']}")
+        print(f"wrote {ns.output} and {ns.transcript}")
+    return code

@@ -1,0 +1,127 @@
+"""The DubTrack: a timeline of translated speech clips, shared by file mode and the live loop.
+
+File mode places each clip at its source segment's start (isochrony), fitted to its slot by TTS speed;
+live mode appends clips as they become ready. Clips never overlap: an overrun pushes later clips back.
+The track is also the `AudioTimeline` lip engines read, so a frame's mouth comes from the audio around it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from livedub.engines.audio import resample
+from livedub.engines.types import Phoneme, Speech
+
+TIMELINE_RATE = 16_000
+MIN_GAP = 0.05  # seconds of breath between two clips pushed together
+
+
+def speed_fit(natural_seconds: float, slot_seconds: float, min_speed: float = 0.8, max_speed: float = 1.3) -> float:
+    """The TTS speed that makes a clip of `natural_seconds` fill `slot_seconds`, bounded to sound natural.
+
+    A clip shorter than its slot is slowed (down to `min_speed`), a longer one sped up (up to `max_speed`);
+    what still does not fit pushes the next clip.
+    """
+    if natural_seconds <= 0 or slot_seconds <= 0:
+        return 1.0
+    return float(min(max(natural_seconds / slot_seconds, min_speed), max_speed))
+
+
+@dataclass(frozen=True, eq=False)
+class DubClip:
+    """One translated clip placed on the timeline."""
+
+    start: float
+    speech: Speech  # at the track's output rate
+    pcm16k: np.ndarray  # the same speech at 16 kHz for lip engines and analysis
+    text: str = ""
+    source_text: str = ""
+    source_start: float = 0.0
+    source_end: float = 0.0
+    speed: float = 1.0
+
+    @property
+    def end(self) -> float:
+        return self.start + self.speech.duration
+
+
+@dataclass
+class DubTrack:
+    """Translated speech on a timeline (seconds). Thread-safe: the live loop adds while frames read."""
+
+    output_rate: int = 24_000
+    sample_rate: int = TIMELINE_RATE  # what `window()` returns (the `AudioTimeline` contract)
+    clips: list[DubClip] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def end(self) -> float:
+        return self.clips[-1].end if self.clips else 0.0
+
+    def place(
+        self,
+        speech: Speech,
+        at: float,
+        *,
+        text: str = "",
+        source_text: str = "",
+        source_start: float | None = None,
+        source_end: float | None = None,
+        speed: float = 1.0,
+    ) -> DubClip:
+        """Add a clip starting at `at`, or right after the previous clip if that one is still playing."""
+        pcm = resample(speech.pcm, speech.sample_rate, self.output_rate)
+        pcm16k = resample(speech.pcm, speech.sample_rate, TIMELINE_RATE)
+        with self._lock:
+            start = max(float(at), self.end + MIN_GAP if self.clips else float(at))
+            shift = start
+            phonemes = tuple(Phoneme(p.symbol, p.start + shift, p.end + shift) for p in speech.phonemes)
+            clip = DubClip(
+                start=start,
+                speech=Speech(pcm, self.output_rate, speech.text, phonemes),
+                pcm16k=pcm16k,
+                text=text or speech.text,
+                source_text=source_text,
+                source_start=at if source_start is None else source_start,
+                source_end=(at + speech.duration) if source_end is None else source_end,
+                speed=speed,
+            )
+            self.clips.append(clip)
+        return clip
+
+    def _overlapping(self, start: float, end: float) -> list[DubClip]:
+        with self._lock:
+            clips = list(self.clips)
+        starts = [c.start for c in clips]
+        i = max(bisect.bisect_right(starts, start) - 1, 0)
+        return [c for c in clips[i:] if c.start < end and c.end > start]
+
+    def window(self, start: float, end: float) -> np.ndarray:
+        """16 kHz PCM for [start, end): silence outside the clips (the `AudioTimeline` contract)."""
+        return self._mix(start, end, TIMELINE_RATE, lambda c: c.pcm16k)
+
+    def render(self, start: float, end: float) -> np.ndarray:
+        """Output-rate PCM for [start, end)."""
+        return self._mix(start, end, self.output_rate, lambda c: c.speech.pcm)
+
+    def _mix(self, start: float, end: float, rate: int, pcm_of) -> np.ndarray:
+        a = int(round(start * rate))
+        n = max(int(round(end * rate)) - a, 0)
+        out = np.zeros(n, np.float32)
+        for clip in self._overlapping(start, end):
+            pcm = pcm_of(clip)
+            c0 = int(round(clip.start * rate))
+            lo, hi = max(a, c0), min(a + n, c0 + len(pcm))
+            if hi > lo:
+                out[lo - a : hi - a] += pcm[lo - c0 : hi - c0]
+        return out
+
+    def phonemes(self, start: float, end: float) -> list[Phoneme]:
+        return [p for c in self._overlapping(start, end) for p in c.speech.phonemes if p.end > start and p.start < end]
+
+    def speaking(self, t: float) -> bool:
+        """Whether a translated clip is playing at time t."""
+        return bool(self._overlapping(t, t + 1e-6))
