@@ -56,11 +56,14 @@ def whisper_base_dir() -> Path:
     target = cache_dir() / "whisper-base"
     model_bin = target / "model.bin"
     stamp = target / "model.bin.sha256"
-    if model_bin.exists() and stamp.exists() and stamp.read_text().strip() == WHISPER_BASE_SHA256:
-        if model_bin.stat().st_size == (part1 / "model.bin.part1").stat().st_size + (
-            part2 / "model.bin.part2"
-        ).stat().st_size:
-            return target
+    expected_size = (part1 / "model.bin.part1").stat().st_size + (part2 / "model.bin.part2").stat().st_size
+    if (
+        model_bin.exists()
+        and stamp.exists()
+        and stamp.read_text().strip() == WHISPER_BASE_SHA256
+        and model_bin.stat().st_size == expected_size
+    ):
+        return target  # joined and verified on an earlier run
     target.mkdir(parents=True, exist_ok=True)
     tmp = target / f"model.bin.tmp{os.getpid()}"
     digest = hashlib.sha256()

@@ -1,0 +1,58 @@
+"""The DubTrack keeps clips in their slots, never overlapping, and serves the audio around any time."""
+
+import numpy as np
+import pytest
+
+from livedub.engines.types import Phoneme, Speech
+from livedub.realtime.dubtrack import MIN_GAP, DubTrack, speed_fit
+
+
+def tone(seconds: float, rate: int = 22_050, freq: float = 220.0) -> Speech:
+    t = np.arange(int(seconds * rate)) / rate
+    return Speech((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate, "x",
+                  (Phoneme("a", 0.0, seconds / 2), Phoneme("b", seconds / 2, seconds)))
+
+
+@pytest.mark.parametrize(
+    ("natural", "slot", "expected"),
+    [(2.0, 2.0, 1.0), (2.6, 2.0, 1.3), (4.0, 2.0, 1.3), (1.8, 2.0, 0.9), (1.0, 2.0, 0.8), (0.0, 1.0, 1.0)],
+)
+def test_speed_fit_is_bounded(natural, slot, expected):
+    assert speed_fit(natural, slot) == pytest.approx(expected)
+
+
+def test_speed_fit_makes_clip_fit_its_slot_when_possible():
+    for natural in (1.5, 2.0, 2.5):
+        speed = speed_fit(natural, 2.0)
+        assert natural / speed <= 2.0 + 1e-9
+
+
+def test_overrun_pushes_next_clip_instead_of_overlapping():
+    track = DubTrack(output_rate=16_000)
+    a = track.place(tone(2.0), 0.5)
+    b = track.place(tone(1.0), 1.0)  # wants to start while a still plays
+    assert a.start == 0.5
+    assert b.start == pytest.approx(a.end + MIN_GAP)
+    c = track.place(tone(0.5), 10.0)  # free slot: starts where asked
+    assert c.start == 10.0
+    assert track.end == pytest.approx(10.5)
+
+
+def test_window_is_silent_outside_clips_and_mixes_inside():
+    track = DubTrack(output_rate=24_000)
+    track.place(tone(1.0), 1.0)
+    assert track.window(-0.5, 0.9).shape == (int(round(1.4 * 16_000)),)
+    assert np.all(track.window(-0.5, 0.99) == 0)
+    inside = track.window(1.2, 1.4)
+    assert np.sqrt(np.mean(inside**2)) > 0.1
+    assert np.all(track.window(2.01, 3.0) == 0)
+    assert len(track.render(0, 3.0)) == 72_000
+    assert track.speaking(1.5) and not track.speaking(0.5) and not track.speaking(2.5)
+
+
+def test_phonemes_are_on_the_track_timeline():
+    track = DubTrack()
+    track.place(tone(1.0), 3.0)
+    ph = track.phonemes(3.6, 3.7)
+    assert [p.symbol for p in ph] == ["b"]
+    assert ph[0].start == pytest.approx(3.5)
