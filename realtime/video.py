@@ -1,0 +1,229 @@
+"""Read faces from a video or photo and write H.264 + AAC mp4, streaming (frames never all in memory)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from livedub.engines.errors import BadInputError
+
+log = logging.getLogger("livedub.video")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+MAX_SIDE = 4096  # larger inputs are scaled down: nothing downstream needs more
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    frames: int  # 1 for a photo; an estimate for streams without a count
+    is_image: bool
+    has_audio: bool
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+
+def _even(n: int) -> int:
+    return max(2, n - n % 2)
+
+
+def _scaled(frame: np.ndarray, resize_factor: int) -> np.ndarray:
+    import cv2
+
+    h, w = frame.shape[:2]
+    scale = 1.0 / max(resize_factor, 1)
+    if max(h, w) * scale > MAX_SIDE:
+        scale = MAX_SIDE / max(h, w)
+    nh, nw = _even(int(h * scale)), _even(int(w * scale))
+    if (nh, nw) == (h, w):
+        return frame
+    return cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+class FaceVideo:
+    """Frames of a video or a photo, at the video's own rate (or `fps` for a photo).
+
+    `frames(n)` yields exactly n frames: the video plays forward, then back and forth when n is longer
+    (the reference's behaviour for audio longer than the video), through a disk cache so memory stays flat.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, fps: float = 25.0, resize_factor: int = 1):
+        import av
+
+        self.path = Path(path)
+        self.resize_factor = resize_factor
+        if not self.path.exists():
+            raise BadInputError(f"{self.path}: no such file")
+        if self.path.stat().st_size == 0:
+            raise BadInputError(f"{self.path}: the file is empty")
+        self._image: np.ndarray | None = None
+        if self.path.suffix.lower() in IMAGE_SUFFIXES:
+            self._image = self._read_image()
+            h, w = self._image.shape[:2]
+            self.info = VideoInfo(w, h, float(fps), 1, True, False)
+            return
+        try:
+            with av.open(str(self.path)) as c:
+                if not c.streams.video:
+                    raise BadInputError(f"{self.path}: has no video track (pass a video or a photo as the face)")
+                v = c.streams.video[0]
+                rate = float(v.average_rate or v.guessed_rate or fps)
+                count = v.frames or int(round(float(c.duration or 0) / 1e6 * rate))
+                first = next(c.decode(v), None)
+                if first is None:
+                    raise BadInputError(f"{self.path}: the video track holds no frames")
+                frame = _scaled(first.to_ndarray(format="bgr24"), resize_factor)
+                has_audio = bool(c.streams.audio)
+        except BadInputError:
+            raise
+        except Exception as exc:
+            raise BadInputError(f"{self.path}: cannot be read as a video or image ({_first_line(exc)})") from None
+        if not 1.0 <= rate <= 240.0:
+            rate = fps
+        self.info = VideoInfo(frame.shape[1], frame.shape[0], rate, max(count, 1), False, has_audio)
+
+    def _read_image(self) -> np.ndarray:
+        import cv2
+
+        data = np.fromfile(str(self.path), np.uint8)
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if img is None:
+            raise BadInputError(f"{self.path}: cannot be read as an image")
+        return _scaled(img, self.resize_factor)
+
+    def _decode(self) -> Iterator[np.ndarray]:
+        import av
+
+        try:
+            with av.open(str(self.path)) as c:
+                for f in c.decode(c.streams.video[0]):
+                    yield _scaled(f.to_ndarray(format="bgr24"), self.resize_factor)
+        except Exception as exc:  # a truncated file: keep what decoded
+            log.warning("%s: video decoding stopped early (%s)", self.path, _first_line(exc))
+
+    def frames(self, n: int) -> Iterator[np.ndarray]:
+        """Exactly `n` frames: forward, then ping-pong over a disk cache of what was decoded."""
+        if self._image is not None:
+            for _ in range(n):
+                yield self._image
+            return
+        shape = (self.info.height, self.info.width, 3)
+        cache: np.memmap | None = None
+        decoded = 0
+        with contextlib.ExitStack() as stack:
+            for frame in self._decode():
+                if decoded >= n:
+                    return
+                if frame.shape != shape:  # a resolution change mid-stream
+                    import cv2
+
+                    frame = cv2.resize(frame, (shape[1], shape[0]))
+                if n > self.info.frames:  # looping will be needed: keep frames on disk, not in memory
+                    if cache is None:
+                        cache_file = stack.enter_context(tempfile.TemporaryFile(prefix="livedub-frames-"))
+                        cache = np.memmap(cache_file, np.uint8, "w+", shape=(max(self.info.frames, 1) * 2 + 8, *shape))
+                    if decoded < cache.shape[0]:
+                        cache[decoded] = frame
+                yield frame
+                decoded += 1
+            if decoded == 0:
+                raise BadInputError(f"{self.path}: no frame could be decoded")
+            usable = min(decoded, cache.shape[0]) if cache is not None else decoded
+            for i in range(decoded, n):
+                if cache is None:  # the count was underestimated without a cache: hold the last frame
+                    yield frame
+                    continue
+                yield np.array(cache[_ping_pong(i, usable)])
+
+
+def _ping_pong(i: int, count: int) -> int:
+    if count <= 1:
+        return 0
+    period = 2 * count - 2
+    k = i % period
+    return k if k < count else period - k
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0][:160]
+
+
+class Mp4Writer:
+    """H.264 (yuv420p) + AAC mp4 with audio interleaved as frames arrive."""
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float, audio: np.ndarray | None,
+                 audio_rate: int = 48_000, crf: int = 20, preset: str = "veryfast"):
+        import av
+
+        self.container = av.open(str(path), "w")
+        rate = Fraction(fps).limit_denominator(1001)
+        self.video = self.container.add_stream("libx264", rate=rate)
+        self.video.width, self.video.height = _even(width), _even(height)
+        self.video.pix_fmt = "yuv420p"
+        self.video.options = {"crf": str(crf), "preset": preset}
+        self.fps = float(rate)
+        self.audio_pcm = None if audio is None else np.clip(np.asarray(audio, np.float32), -1, 1)
+        self.audio_rate = audio_rate
+        self.audio_stream = None
+        if self.audio_pcm is not None:
+            self.audio_stream = self.container.add_stream("aac", rate=audio_rate)
+            self.audio_stream.layout = "mono"
+        self._audio_pos = 0
+        self.frames_written = 0
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        import av
+
+        h, w = self.video.height, self.video.width
+        if frame_bgr.shape[0] != h or frame_bgr.shape[1] != w:
+            frame_bgr = frame_bgr[:h, :w]
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
+        vf.pts = self.frames_written
+        for pkt in self.video.encode(vf):
+            self.container.mux(pkt)
+        self.frames_written += 1
+        self._write_audio_until(self.frames_written / self.fps)
+
+    def _write_audio_until(self, t: float | None) -> None:
+        import av
+
+        if self.audio_pcm is None or self.audio_stream is None:
+            return
+        end = len(self.audio_pcm) if t is None else min(int(math.ceil(t * self.audio_rate)), len(self.audio_pcm))
+        step = 1024
+        while self._audio_pos < end and (t is None or end - self._audio_pos >= step):
+            chunk = self.audio_pcm[self._audio_pos : self._audio_pos + step]
+            af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+            af.sample_rate = self.audio_rate
+            af.pts = self._audio_pos
+            for pkt in self.audio_stream.encode(af):
+                self.container.mux(pkt)
+            self._audio_pos += len(chunk)
+
+    def close(self) -> None:
+        for pkt in self.video.encode():
+            self.container.mux(pkt)
+        if self.audio_stream is not None:
+            self._write_audio_until(None)
+            for pkt in self.audio_stream.encode():
+                self.container.mux(pkt)
+        self.container.close()
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
