@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from livedub.engines.audio import resample
 from livedub.engines.types import Phoneme, Speech
 

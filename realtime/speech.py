@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from livedub.engines import registry
 from livedub.engines.asr import Recognizer
 from livedub.engines.audio import SAMPLE_RATE
