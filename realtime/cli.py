@@ -74,6 +74,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.models)
 
     p = sub.add_parser(
+        "lipsync", help="make a face (video or photo) speak an audio file",
+        description="Track the face in --face and redraw its mouth to match --audio, frame by frame, streamed. "
+                    "A photo becomes a still video; audio longer than the video plays the frames back and forth.",
+        epilog="examples:\n  livedub lipsync --face me.jpg --audio speech.wav -o me_speaking.mp4\n"
+               "  livedub lipsync --face talk.mp4 --audio dub.wav --checkpoint wav2lip_gan.pth -o out.mp4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--face", required=True, metavar="VIDEO|IMAGE", help="video or photo with a face")
+    p.add_argument("--audio", required=True, metavar="AUDIO", help="speech to lip-sync (any audio/video file)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="H.264 + AAC mp4")
+    p.add_argument("--engine", choices=("viseme", "wav2lip"),
+                   help="lip engine (default: viseme; wav2lip when a checkpoint is given)")
+    p.add_argument("--checkpoint", metavar="wav2lip_gan.pth", help="official Wav2Lip checkpoint (your file)")
+    p.add_argument("--int8", action="store_true", help="Wav2Lip: static int8 model (faster on CPU, approximate)")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo (25)")
+    p.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                   help="Wav2Lip crop padding in pixels (0 10 0 0, as the reference)")
+    p.add_argument("--nosmooth", action="store_true", help="no temporal smoothing of the face landmarks")
+    p.add_argument("--box", metavar="'TOP BOTTOM LEFT RIGHT'", help="fixed face box in pixels: skips detection")
+    p.add_argument("--resize-factor", type=int, default=1, help="divide the input resolution by this (1)")
+    _model_flags(p)
+    _common(p)
+    p.set_defaults(func=commands.lipsync)
+
+    p = sub.add_parser(
+        "evaluate", help="measure lip-sync of a video: A/V offset and mouth/speech correlation",
+        description="Weight-free sync metric: mouth opening per frame (face mesh) against the speech envelope, "
+                    "cross-correlated over +-MAX_OFFSET frames. LSE-D/LSE-C need a SyncNet checkpoint.",
+    )
+    p.add_argument("video", metavar="VIDEO", help="a video with a face and speech")
+    p.add_argument("--max-offset", type=int, default=15, help="frames searched either way (15)")
+    p.add_argument("--syncnet", metavar="CKPT", help="SyncNet checkpoint for LSE-D/LSE-C")
+    _model_flags(p)
+    _common(p)
+    p.set_defaults(func=commands.evaluate)
+
+    p = sub.add_parser(
+        "export", help="convert a Wav2Lip checkpoint to ONNX ahead of time",
+        description="Export the generator of an official Wav2Lip checkpoint to ONNX (dynamic batch, inputs "
+                    "'mel' (B,1,80,16) and 'face' (B,6,96,96)). lipsync does this itself on first use and "
+                    "caches the result by the checkpoint's sha256.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="wav2lip.pth or wav2lip_gan.pth")
+    p.add_argument("--onnx", metavar="OUT.onnx", help="output path (default: beside the checkpoint)")
+    p.add_argument("--fp16", action="store_true", help="half-precision weights (for GPUs)")
+    _common(p)
+    p.set_defaults(func=commands.export)
+
+    p = sub.add_parser(
         "demo", help="make a sample with the embedded voice and dub it (what `make demo` runs)",
         description="Generate English speech with the embedded Piper voice and dub it into Spanish with "
                     "whisper + Apertium + espeak-ng, using only embedded models.",

@@ -136,3 +136,102 @@ def demo(args: argparse.Namespace) -> int:
                   f"  → [{seg['start']:5.2f}s ×{seg['speed']:.2f}] {seg['text']}")
         print(f"wrote {ns.output} and {ns.transcript}")
     return code
+
+
+def parse_box(text: str | None) -> tuple[int, int, int, int] | None:
+    """--box "y1 y2 x1 x2" (the reference's order) → x1, y1, x2, y2; -1 values are not allowed."""
+    if not text:
+        return None
+    try:
+        y1, y2, x1, x2 = (int(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise LivedubError(f"--box {text!r}: expected four integers 'top bottom left right'") from None
+    if not (0 <= y1 < y2 and 0 <= x1 < x2):
+        raise LivedubError(f"--box {text!r}: need 0 <= top < bottom and 0 <= left < right")
+    return x1, y1, x2, y2
+
+
+def lip_engine(args: argparse.Namespace, settings: Settings):
+    """The engine the flags ask for: viseme by default, Wav2Lip when a checkpoint is given."""
+    checkpoint = getattr(args, "checkpoint", None) or settings.wav2lip_checkpoint
+    name = args.engine or ("wav2lip" if checkpoint else "viseme")
+    if name == "wav2lip":
+        if not checkpoint:
+            raise LivedubError("--engine wav2lip needs --checkpoint wav2lip_gan.pth (or LIVEDUB_WAV2LIP)")
+        from livedub.engines.lipsync.wav2lip import Wav2LipEngine
+
+        return Wav2LipEngine(checkpoint=Path(checkpoint), pads=tuple(args.pads), int8=args.int8)
+    from livedub.engines.lipsync.viseme import VisemeEngine
+
+    return VisemeEngine()
+
+
+def face_tracker(args: argparse.Namespace, fps: float):
+    from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
+
+    return MediapipeFaceTracker(smoothing=0.0 if args.nosmooth else 0.5, fps=fps, fixed_box=parse_box(args.box))
+
+
+def lipsync(args: argparse.Namespace) -> int:
+    """livedub lipsync --face VIDEO|IMAGE --audio AUDIO -o OUT.mp4."""
+    import math
+
+    from livedub.engines.asr.vad import speech_spans
+    from livedub.engines.errors import BadInputError
+    from livedub.engines.lipsync import PcmTimeline
+    from livedub.engines.metrics import StageTimes
+
+    from .face_dub import dub_frames
+    from .video import FaceVideo, Mp4Writer
+
+    settings = settings_from(args).with_flags(wav2lip_checkpoint=args.checkpoint)
+    times = StageTimes()
+    started = time.perf_counter()
+    with times.stage("decode"):
+        video = FaceVideo(args.face, fps=args.fps, resize_factor=args.resize_factor)
+        pcm = decode_audio(args.audio)
+        audio_out = decode_audio(args.audio, 48_000)
+    with times.stage("vad"):
+        if not speech_spans(pcm):
+            raise BadInputError(f"{args.audio}: no speech found (silence or noise): nothing to lip-sync")
+    engine = lip_engine(args, settings)
+    fps = video.info.fps
+    n_frames = max(1, math.ceil(len(pcm) / 16_000 * fps))
+    tracker = face_tracker(args, fps)
+    with _progress(args, "lip-sync", "frame") as bar:
+        bar.total = n_frames
+        with atomic_output(args.output) as tmp:
+            with Mp4Writer(tmp, video.info.width, video.info.height, fps, audio_out, 48_000) as writer:
+                stats = dub_frames(video, n_frames, PcmTimeline(pcm), engine, tracker, writer,
+                                   times=times, progress=bar.update)
+            if stats.face_frames == 0:
+                raise BadInputError(f"{args.face}: no usable face found in any frame (none, too small, or in profile)")
+    if not args.quiet:
+        print(f"{args.output}: {stats.frames} frames at {fps:g} fps, face in {stats.face_ratio:.0%}, engine "
+              f"{engine.name}, {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(times.table(n_frames / fps), file=sys.stderr)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """livedub evaluate OUT.mp4: weight-free A/V sync (mouth opening vs speech envelope)."""
+    from livedub.engines.lipsync.sync_metric import evaluate_sync
+
+    settings = settings_from(args).with_flags(syncnet_checkpoint=args.syncnet)
+    report = evaluate_sync(args.video, max_offset=args.max_offset, syncnet=settings.syncnet_checkpoint)
+    print(report.summary())
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """livedub export --checkpoint wav2lip_gan.pth --onnx OUT.onnx: convert once, ahead of time."""
+    from livedub.export.onnx_export import export_onnx
+
+    if not Path(args.checkpoint).exists():
+        raise LivedubError(f"{args.checkpoint}: no such checkpoint")
+    started = time.perf_counter()
+    out = Path(args.onnx or Path(args.checkpoint).with_suffix(".onnx"))
+    with atomic_output(out) as tmp:
+        export_onnx(args.checkpoint, tmp, fp16=args.fp16)
+    print(f"{out}: exported in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
