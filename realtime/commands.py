@@ -218,8 +218,17 @@ def evaluate(args: argparse.Namespace) -> int:
     from livedub.engines.lipsync.sync_metric import evaluate_sync
 
     settings = settings_from(args).with_flags(syncnet_checkpoint=args.syncnet)
-    report = evaluate_sync(args.video, max_offset=args.max_offset, syncnet=settings.syncnet_checkpoint)
-    print(report.summary())
+    report = evaluate_sync(args.video, max_offset=args.max_offset, syncnet_checkpoint=settings.syncnet_checkpoint)
+    lead = "audio leads the mouth" if report.offset_frames > 0 else "mouth leads the audio"
+    print(f"{args.video}: {report.frames} frames, face in {report.face_frames}")
+    print(f"  AV offset        {report.offset_frames:+d} frames ({report.offset_seconds * 1000:+.0f} ms; "
+          f"{lead if report.offset_frames else 'in sync'})")
+    print(f"  peak correlation {report.peak_correlation:.3f} (mouth opening vs speech envelope, +-{args.max_offset} frames)")
+    print(f"  mouth motion     {report.mouth_motion:.4f}")
+    if report.lse_d is not None:
+        print(f"  LSE-D {report.lse_d:.3f}  LSE-C {report.lse_c:.3f}")
+    else:
+        print(f"  {report.lse_note}")
     return 0
 
 

@@ -1,0 +1,217 @@
+"""A weight-free lip-sync measure: does the mouth open when the speech is loud, and with what lag?
+
+Per video frame we measure the mouth opening (face mesh, inner-lip gap / eye distance) and the speech
+envelope (speech-band energy around the frame's time, in dB). Both are z-normalised and cross-correlated
+over ±`max_offset` frames. The lag with the highest correlation is the A/V offset; the height of the peak
+says how well the mouth follows the speech at all (a still face scores ~0).
+
+Offset convention: **`offset_frames > 0` means the audio leads the video** — the sound is heard
+`offset_frames` frames before the mouth movement that matches it (mouth[i + k] ≈ envelope[i]). To fix a
+positive offset, delay the audio by `offset_seconds`. Zero is perfect sync for a pure speech-energy model;
+real talkers open the mouth a little before the sound, so natural video often reads slightly negative.
+
+LSE-D / LSE-C (the SyncNet distance and confidence from the Wav2Lip paper) need SyncNet weights, which
+cannot be had offline. They are only computed when the user passes a checkpoint; without one the report
+says so in `lse_note`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError, MissingModelError
+
+SPEECH_BAND_HZ = (300.0, 3400.0)  # where voiced speech energy lives; drops rumble and hiss
+MIN_PAIRS = 8
+# Mouth-opening spread (eye-distance units) below which the mouth counts as still: a still face measures
+# ~0.002 of landmark noise, a talking mouth 0.05+. Without this floor z-scoring would blow the noise up
+# to unit variance and random lags would correlate at ~0.3.
+MIN_MOUTH_MOTION = 0.01  # fewer overlapping frames than this and a lag gets no correlation
+NO_CHECKPOINT = "LSE-D/LSE-C not computed: no SyncNet checkpoint given"
+
+
+class SyncNetUnavailable(MissingModelError):
+    """A SyncNet checkpoint was passed but cannot be used to compute LSE-D / LSE-C."""
+
+
+@dataclass(frozen=True, eq=False)
+class SyncReport:
+    """How well mouth motion follows speech energy in one clip (see the module docstring for signs)."""
+
+    offset_frames: int  # > 0: audio leads video by this many frames
+    peak_correlation: float  # Pearson r at that offset, in [-1, 1]; nan if nothing to compare
+    frames: int
+    face_frames: int  # frames with a usable face (the others are nan in `mouth_opening`)
+    mouth_opening: np.ndarray  # per frame, nan where no usable face
+    envelope: np.ndarray  # per frame, speech-band energy in dB
+    fps: float = 25.0
+    correlations: np.ndarray = field(default_factory=lambda: np.zeros(0))  # r per lag -max..+max
+    confidence: float = float("nan")  # peak minus the median r over all lags (SyncNet-style)
+    mouth_motion: float = float("nan")  # std of the mouth opening; below MIN_MOUTH_MOTION = still mouth
+    lse_d: float | None = None
+    lse_c: float | None = None
+    lse_note: str = NO_CHECKPOINT
+
+    @property
+    def offset_seconds(self) -> float:
+        return self.offset_frames / self.fps if self.fps > 0 else 0.0
+
+    @property
+    def max_offset(self) -> int:
+        return (len(self.correlations) - 1) // 2
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance over finite values; nan stays nan; a constant signal becomes zeros."""
+    x = np.asarray(x, dtype=np.float64)
+    ok = np.isfinite(x)
+    out = np.full_like(x, np.nan)
+    if ok.sum() == 0:
+        return out
+    std = float(x[ok].std())
+    out[ok] = (x[ok] - x[ok].mean()) / std if std > 1e-9 else 0.0
+    return out
+
+
+def lagged_correlations(mouth: np.ndarray, envelope: np.ndarray, max_offset: int) -> np.ndarray:
+    """Pearson r between mouth[i + k] and envelope[i] for k = -max_offset..max_offset (nan-aware)."""
+    m, e = _zscore(mouth), _zscore(envelope)
+    n = min(len(m), len(e))
+    m, e = m[:n], e[:n]
+    out = np.full(2 * max_offset + 1, np.nan)
+    for j, k in enumerate(range(-max_offset, max_offset + 1)):
+        a = m[max(k, 0) : n + min(k, 0)]
+        b = e[max(-k, 0) : n - max(k, 0)]
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < MIN_PAIRS:
+            continue
+        a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+        denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        out[j] = float((a * b).sum() / denom) if denom > 1e-12 else 0.0
+    return out
+
+
+def sync_from_arrays(
+    mouth_opening: np.ndarray, envelope: np.ndarray, max_offset: int = 15, *, fps: float = 25.0,
+    min_motion: float = MIN_MOUTH_MOTION,
+) -> SyncReport:
+    """The sync report for per-frame mouth openings (nan = no face) and a per-frame speech envelope.
+
+    A mouth that moves less than `min_motion` (std, in `mouth_opening` units) correlates 0 at every lag.
+    """
+    mouth = np.asarray(mouth_opening, dtype=np.float64).reshape(-1)
+    env = np.asarray(envelope, dtype=np.float64).reshape(-1)
+    max_offset = max(0, int(max_offset))
+    motion = float(np.nanstd(mouth)) if np.isfinite(mouth).any() else float("nan")
+    corr = lagged_correlations(mouth, env, max_offset)
+    if motion < min_motion:
+        corr = np.where(np.isnan(corr), np.nan, 0.0)
+    if np.all(np.isnan(corr)):
+        offset, peak, conf = 0, float("nan"), float("nan")
+    else:
+        j = int(np.nanargmax(corr))
+        # Among equal peaks (e.g. a constant mouth gives all zeros) prefer the smallest lag.
+        ties = np.flatnonzero(np.isclose(corr, corr[j], atol=1e-9))
+        j = int(ties[np.argmin(np.abs(ties - max_offset))])
+        offset, peak = j - max_offset, float(corr[j])
+        conf = peak - float(np.nanmedian(corr))
+    return SyncReport(
+        offset_frames=offset, peak_correlation=peak, frames=len(mouth),
+        face_frames=int(np.isfinite(mouth).sum()), mouth_opening=mouth, envelope=env, fps=float(fps),
+        correlations=corr, confidence=conf, mouth_motion=motion,
+    )
+
+
+def speech_envelope(pcm: np.ndarray, sample_rate: int, times: np.ndarray, fps: float) -> np.ndarray:
+    """Speech-band energy in dB in a one-frame window centred on each time (seconds from audio start)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    pcm = np.nan_to_num(np.asarray(pcm, dtype=np.float64))
+    lo, hi = SPEECH_BAND_HZ
+    hi = min(hi, 0.45 * sample_rate)
+    if len(pcm) > 64:
+        sos = butter(4, [lo, hi], btype="bandpass", fs=sample_rate, output="sos")
+        pcm = sosfiltfilt(sos, pcm)  # zero phase: the filter adds no lag of its own
+    half = 0.5 * sample_rate / max(fps, 1e-6)
+    energy = np.empty(len(times))
+    for i, t in enumerate(np.asarray(times, dtype=np.float64)):
+        a = int(round(t * sample_rate - half))
+        b = int(round(t * sample_rate + half))
+        seg = pcm[max(a, 0) : max(min(b, len(pcm)), 0)]
+        energy[i] = float(np.mean(seg * seg)) if len(seg) else 0.0
+    return 10.0 * np.log10(energy + 1e-8)  # floor at -80 dB so silence does not dominate the z-score
+
+
+def _mouth_track(path: Path, tracker: object) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Mouth opening and presentation time per video frame, decoded one frame at a time.
+
+    Returns (openings, times, fps, audio_start) where times are seconds on the container clock.
+    """
+    import av
+
+    from ..face import landmarks as lmk
+
+    try:
+        container = av.open(str(path))
+    except Exception as exc:
+        raise BadInputError(f"{path}: cannot be read as video ({str(exc).splitlines()[0][:160]})") from None
+    with container:
+        if not container.streams.video:
+            raise BadInputError(f"{path}: has no video track")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or 25
+        fps = float(rate)
+        audio_start = 0.0
+        if container.streams.audio:
+            a = container.streams.audio[0]
+            if a.start_time is not None and a.time_base is not None:
+                audio_start = float(a.start_time * a.time_base)
+        openings: list[float] = []
+        times: list[float] = []
+        for i, frame in enumerate(container.decode(stream)):
+            t = frame.time if frame.time is not None else i / fps
+            face = tracker.track(frame.to_ndarray(format="bgr24"), timestamp=t)
+            usable = face is not None and face.usable
+            openings.append(lmk.mouth_opening(face.landmarks) if usable else np.nan)
+            times.append(t)
+    return np.asarray(openings), np.asarray(times), fps, audio_start
+
+
+def evaluate_sync(
+    video_path: str | os.PathLike, *, max_offset: int = 15, syncnet_checkpoint: str | os.PathLike | None = None,
+) -> SyncReport:
+    """Measure lip sync of a video file with its own audio track (see the module docstring).
+
+    Frames are decoded and tracked one at a time, so long videos do not fill memory. The mouth is
+    measured on raw (unsmoothed) landmarks so the measure adds no lag of its own.
+    """
+    from ..audio import SAMPLE_RATE, decode_audio
+    from ..face.mediapipe_tracker import MediapipeFaceTracker
+
+    path = Path(video_path)
+    if syncnet_checkpoint is not None:
+        _check_syncnet(Path(syncnet_checkpoint))
+    pcm = decode_audio(path, SAMPLE_RATE)  # raises BadInputError for missing files or no audio
+    tracker = MediapipeFaceTracker(smoothing=0)
+    try:
+        openings, times, fps, audio_start = _mouth_track(path, tracker)
+    finally:
+        tracker.close()
+    if len(openings) == 0:
+        raise BadInputError(f"{path}: the video track holds no frames")
+    envelope = speech_envelope(pcm, SAMPLE_RATE, times - audio_start, fps)
+    return sync_from_arrays(openings, envelope, max_offset, fps=fps)
+
+
+def _check_syncnet(path: Path) -> None:
+    """LSE needs the SyncNet network; until it is implemented, say so rather than report a made-up number."""
+    if not path.is_file():
+        raise SyncNetUnavailable(f"SyncNet checkpoint {path} not found")
+    raise SyncNetUnavailable(
+        f"SyncNet checkpoint {path} given, but this build does not implement the SyncNet network yet; "
+        "LSE-D/LSE-C cannot be computed (the weight-free offset and correlation still can: omit the checkpoint)"
+    )
