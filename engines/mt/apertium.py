@@ -1,0 +1,125 @@
+"""Apertium (Debian's rule-based MT) for the language pairs installed on the machine.
+
+Each `apertium` run costs ~0.14 s of start-up, so all sentences of a passage go through one run, separated
+by blank lines: Apertium's text format treats a blank line as a sentence end and keeps it in the output,
+which lets the translations be split back one-to-one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import LivedubError, MissingModelError
+from .languages import to_iso1, to_iso3
+from .text import batched, join_sentences, split_sentences, tidy
+
+__all__ = ["ApertiumTranslator", "apertium_pairs", "to_iso1", "to_iso3"]
+
+log = logging.getLogger("livedub.mt")
+
+_MODE = re.compile(r"^([a-z]{2,3})-([a-z]{2,3})$")  # plain pairs only: skips variants such as spa-eng_US
+_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
+_MAX_SENTENCES_PER_RUN = 200
+
+
+def _program() -> str | None:
+    return shutil.which("apertium")
+
+
+def _modes_dir(program: str) -> Path:
+    return Path(program).resolve().parent.parent / "share" / "apertium" / "modes"
+
+
+def installed_modes() -> list[str]:
+    """Translation directions Apertium can run here, as it names them ("eng-spa", "spa-eng_US", ...)."""
+    program = _program()
+    if program is None:
+        return []
+    modes_dir = _modes_dir(program)
+    if modes_dir.is_dir():
+        return sorted(p.stem for p in modes_dir.glob("*.mode"))
+    try:  # a non-standard prefix: ask the program
+        out = subprocess.run([program, "-l"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+
+def apertium_pairs() -> list[tuple[str, str]]:
+    """Installed Apertium pairs as (source, target) ISO 639-1 codes, e.g. [("en", "es"), ("es", "en")]."""
+    pairs = []
+    for mode in installed_modes():
+        m = _MODE.match(mode)
+        if m:
+            pairs.append((to_iso1(m.group(1)), to_iso1(m.group(2))))
+    return sorted(set(pairs))
+
+
+def _package_hint(source3: str, target3: str) -> str:
+    return (
+        f"apt-get install apertium apertium-{source3}-{target3} (Debian names the package after the pair, "
+        f"sometimes the other way round: apertium-{target3}-{source3}; `apt-cache search apertium` lists them)"
+    )
+
+
+class ApertiumTranslator:
+    """Translates with an installed Apertium pair; unknown words pass through unmarked (`-u`)."""
+
+    name = "apertium"
+
+    def __init__(self, source: str, target: str, *, timeout: float = 20.0) -> None:
+        self.source = to_iso1(source)
+        self.target = to_iso1(target)
+        source3, target3 = to_iso3(source), to_iso3(target)
+        self.mode = f"{source3}-{target3}"
+        self.timeout = timeout
+        program = _program()
+        if program is None:
+            raise MissingModelError(f"Apertium is not installed; for {source} → {target}: {_package_hint(source3, target3)}.")
+        self._program = program
+        if self.mode not in installed_modes():
+            raise MissingModelError(
+                f"the Apertium pair {self.mode} ({source} → {target}) is not installed: {_package_hint(source3, target3)}."
+            )
+
+    def translate(self, text: str) -> str:
+        """Translate a passage sentence by sentence (one Apertium run) and join the results."""
+        return join_sentences(self.translate_sentences(split_sentences(text)), self.target)
+
+    def translate_sentences(self, sentences: list[str]) -> list[str]:
+        """One translation per input sentence, in order; empty inputs give empty outputs."""
+        out = [""] * len(sentences)
+        todo = [(i, " ".join(s.split())) for i, s in enumerate(sentences)]
+        todo = [(i, s) for i, s in todo if s]
+        for batch in batched(todo, _MAX_SENTENCES_PER_RUN):
+            for (i, _), translated in zip(batch, self._run_batch([s for _, s in batch]), strict=True):
+                out[i] = translated
+        return out
+
+    def _run_batch(self, sentences: list[str]) -> list[str]:
+        t0 = time.perf_counter()
+        parts = self._run("\n\n".join(sentences) + "\n")
+        parts = [tidy(p, self.target) for p in _PARAGRAPH.split(parts.strip())]
+        if len(parts) != len(sentences):  # a pair whose rules moved a blank line: fall back to one run each
+            log.warning("apertium %s: %d sentences came back as %d; translating one by one",
+                        self.mode, len(sentences), len(parts))
+            parts = [tidy(self._run(s + "\n"), self.target) for s in sentences]
+        log.debug("apertium %s: %d sentences in %.3f s", self.mode, len(sentences), time.perf_counter() - t0)
+        return parts
+
+    def _run(self, text: str) -> str:
+        # allow a generous floor plus time proportional to the text (Apertium does ~10k words/s)
+        timeout = self.timeout + len(text) / 5000
+        try:
+            proc = subprocess.run([self._program, "-u", self.mode], input=text, capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LivedubError(f"apertium {self.mode} took longer than {timeout:.0f} s on {len(text)} characters") from None
+        if proc.returncode != 0:
+            raise LivedubError(f"apertium {self.mode} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        return proc.stdout
