@@ -181,8 +181,8 @@ def lipsync(args: argparse.Namespace) -> int:
     from livedub.engines.lipsync import PcmTimeline
     from livedub.engines.metrics import StageTimes
 
-    from .face_dub import dub_frames
-    from .video import FaceVideo, Mp4Writer
+    from .face_dub import write_dubbed_video
+    from .video import FaceVideo
 
     settings = settings_from(args).with_flags(wav2lip_checkpoint=args.checkpoint)
     times = StageTimes()
@@ -200,12 +200,8 @@ def lipsync(args: argparse.Namespace) -> int:
     tracker = face_tracker(args, fps)
     with _progress(args, "lip-sync", "frame") as bar:
         bar.total = n_frames
-        with atomic_output(args.output) as tmp:
-            with Mp4Writer(tmp, video.info.width, video.info.height, fps, audio_out, 48_000) as writer:
-                stats = dub_frames(video, n_frames, PcmTimeline(pcm), engine, tracker, writer,
-                                   times=times, progress=bar.update)
-            if stats.face_frames == 0:
-                raise BadInputError(f"{args.face}: no usable face found in any frame (none, too small, or in profile)")
+        stats = write_dubbed_video(args.output, video, n_frames, PcmTimeline(pcm), audio_out, 48_000, engine,
+                                   tracker, times=times, progress=bar.update)
     if not args.quiet:
         print(f"{args.output}: {stats.frames} frames at {fps:g} fps, face in {stats.face_ratio:.0%}, engine "
               f"{engine.name}, {time.perf_counter() - started:.1f} s", file=sys.stderr)

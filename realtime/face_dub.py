@@ -78,3 +78,33 @@ def dub_frames(
             flush()
     flush()
     return stats
+
+
+def write_dubbed_video(
+    output: str,
+    video: FaceVideo,
+    n_frames: int,
+    timeline: AudioTimeline,
+    audio_out: np.ndarray,
+    audio_rate: int,
+    engine: LipEngine,
+    tracker: FaceTracker,
+    *,
+    times: StageTimes | None = None,
+    progress: Callable[[int], None] | None = None,
+    require_face: bool = True,
+) -> FaceDubStats:
+    """The whole video job: frames + audio → an mp4 that appears only when complete.
+
+    With `require_face`, a video in which no frame had a usable face is an error (and nothing is written).
+    """
+    from livedub.engines.errors import BadInputError
+
+    from .files import atomic_output
+
+    with atomic_output(output) as tmp:
+        with Mp4Writer(tmp, video.info.width, video.info.height, video.info.fps, audio_out, audio_rate) as writer:
+            stats = dub_frames(video, n_frames, timeline, engine, tracker, writer, times=times, progress=progress)
+        if require_face and stats.face_frames == 0:
+            raise BadInputError(f"{video.path}: no usable face found in any frame (none, too small, or in profile)")
+    return stats
