@@ -74,6 +74,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.models)
 
     p = sub.add_parser(
+        "translate", help="dub a video (or photo) into another language, lips in sync",
+        description="Video in language A → the same video with the person speaking language B. The speech is "
+                    "recognised, translated, spoken with a matching voice, placed where each sentence began "
+                    "(fitted to its slot), and the mouth is redrawn to the new speech; outside it the mouth is "
+                    "closed. Give the speech as the video's own audio, --audio FILE, or --text.",
+        epilog="examples:\n"
+               "  livedub translate talk.mp4 --to es -o talk_es.mp4 --subs --report talk_es.json\n"
+               "  livedub translate photo.jpg --audio message_fr.wav --to en -o message_en.mp4\n"
+               "  livedub translate photo.jpg --text \"Hello everyone.\" --from en --to es -o hola.mp4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", metavar="INPUT", help="video with a face (and speech), or a photo")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="H.264 + AAC mp4")
+    p.add_argument("--to", required=True, metavar="LANG", help="language to speak, ISO 639-1 (es, en, ...)")
+    p.add_argument("--from", dest="source", metavar="LANG", help="language of the speech or text (default: detect; "
+                   "for --text: same as --to)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--audio", metavar="FILE", help="speech to use instead of the input's own audio")
+    src.add_argument("--text", metavar="TEXT", help="text to speak (translated first if --from differs)")
+    src.add_argument("--text-file", metavar="FILE", help="UTF-8 text file to speak")
+    p.add_argument("--keep-original", type=float, default=0.0, metavar="VOLUME",
+                   help="keep the original audio under the dub at this volume (e.g. 0.15; default 0: removed)")
+    p.add_argument("--keep-if-no-speech", action="store_true",
+                   help="when the input has no speech, write it unchanged instead of failing")
+    p.add_argument("--subs", action="store_true", help="write OUT.LANG.srt and .vtt in both languages")
+    p.add_argument("--report", metavar="OUT.json", help="segments, speeds and time per stage")
+    p.add_argument("--engine", choices=("viseme", "wav2lip"),
+                   help="lip engine (default: viseme; wav2lip when a checkpoint is given)")
+    p.add_argument("--checkpoint", metavar="wav2lip_gan.pth", help="official Wav2Lip checkpoint (your file)")
+    p.add_argument("--int8", action="store_true", help="Wav2Lip: static int8 model (faster on CPU)")
+    p.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                   help="Wav2Lip crop padding (0 10 0 0)")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo (25)")
+    p.add_argument("--nosmooth", action="store_true", help="no temporal smoothing of the face landmarks")
+    p.add_argument("--box", metavar="'TOP BOTTOM LEFT RIGHT'", help="fixed face box in pixels: skips detection")
+    p.add_argument("--min-speed", type=float, default=0.8, help="slowest speech rate to fit a slot (0.8)")
+    p.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to fit a slot (1.3)")
+    _model_flags(p)
+    _common(p)
+    p.set_defaults(func=_translate)
+
+    p = sub.add_parser(
         "lipsync", help="make a face (video or photo) speak an audio file",
         description="Track the face in --face and redraw its mouth to match --audio, frame by frame, streamed. "
                     "A photo becomes a still video; audio longer than the video plays the frames back and forth.",
@@ -131,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=commands.demo)
     return parser
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from .translate import run
+
+    return run(args)
 
 
 def _configure_logging(verbose: int) -> None:

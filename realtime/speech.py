@@ -93,10 +93,27 @@ class ClipMaker:
         return speech, speed
 
 
+def _split_at_sentence_ends(seg: Segment) -> list[Segment]:
+    """One segment per sentence, timed by its words (whisper often puts two sentences in one segment)."""
+    if not seg.words:
+        return [seg]
+    out: list[Segment] = []
+    current: list = []
+    for word in seg.words:
+        current.append(word)
+        if word.text.strip().endswith(SENTENCE_END):
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return [Segment(ws[0].start, ws[-1].end, " ".join(w.text.strip() for w in ws).strip(), tuple(ws), seg.language)
+            for ws in out]
+
+
 def sentences(segments: Sequence[Segment]) -> list[Segment]:
-    """Join recogniser segments that split a sentence, so each translation sees a whole sentence."""
+    """Recogniser segments regrouped into sentences, each timed from its first to its last word."""
     merged: list[Segment] = []
-    for seg in segments:
+    for seg in (part for s in segments for part in _split_at_sentence_ends(s)):
         text = seg.text.strip()
         if not text:
             continue
@@ -127,13 +144,14 @@ class SpeechDubber:
         min_speed: float = 0.8,
         max_speed: float = 1.3,
         output_rate: int | None = None,
+        times: StageTimes | None = None,
     ):
         self.target, self.source = target, source
         self.settings = settings or Settings()
         self._recognizer = recognizer
         self.min_speed, self.max_speed = min_speed, max_speed
         self.output_rate = output_rate
-        self.times = StageTimes()
+        self.times = times or StageTimes()
 
     @property
     def recognizer(self) -> Recognizer:
@@ -191,3 +209,45 @@ class SpeechDubber:
         if not rows:
             raise BadInputError("the speech could not be translated into anything to say")
         return DubResult(track, rows, source, self.target, duration, self.times)
+
+
+def dub_text(
+    text: str,
+    *,
+    source: str,
+    target: str,
+    settings: Settings | None = None,
+    lead_in: float = 0.5,
+    pause: float = 0.35,
+    output_rate: int | None = None,
+    times: StageTimes | None = None,
+) -> DubResult:
+    """Speak written `text` (in `source`) in `target`, sentence after sentence from `lead_in` seconds."""
+    from livedub.engines.mt.text import split_sentences
+
+    settings = settings or Settings()
+    times = times or StageTimes()
+    parts = split_sentences(text)
+    if not parts:
+        raise BadInputError("the text to speak is empty")
+    translator = registry.translator(source, target, settings)
+    if translator is None:
+        raise BadInputError(
+            f"no text translator for {source} → {target} (whisper translates speech, not text): "
+            f"pass --mt-model {source}-{target}=DIR or give the text in {target}"
+        )
+    maker = ClipMaker(translator, registry.synthesizer(target, settings), times=times)
+    track = DubTrack(output_rate=output_rate or maker.synthesizer.sample_rate)
+    rows: list[DubbedSegment] = []
+    at = lead_in
+    for sentence in parts:
+        said = maker.translate(sentence)
+        if not said:
+            continue
+        speech, speed = maker.speak(said)
+        clip = track.place(speech, at, text=said, source_text=sentence, source_start=at, source_end=at + speech.duration)
+        rows.append(DubbedSegment(clip.start, clip.end, sentence, said, clip.start, clip.end, speed))
+        at = clip.end + pause
+    if not rows:
+        raise BadInputError("the text could not be translated into anything to say")
+    return DubResult(track, rows, source, target, track.end, times)
