@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="source", metavar="LANG", help="source language (default: detect)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.wav", help="translated speech (16-bit WAV)")
     p.add_argument("--transcript", metavar="OUT.json", help="segments with times, texts and speeds")
+    p.add_argument("--mt", choices=("auto", "whisper"), default="auto",
+                   help="auto: a text translator (your model, Apertium), whisper's translate task when none "
+                        "serves the pair and --to is en; whisper: always whisper's speech → English translation")
     p.add_argument("--min-speed", type=float, default=0.8, help="slowest speech rate to fit a slot (0.8)")
     p.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to fit a slot (1.3)")
     _model_flags(p)
@@ -109,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo (25)")
     p.add_argument("--nosmooth", action="store_true", help="no temporal smoothing of the face landmarks")
     p.add_argument("--box", metavar="'TOP BOTTOM LEFT RIGHT'", help="fixed face box in pixels: skips detection")
+    p.add_argument("--mt", choices=("auto", "whisper"), default="auto",
+                   help="auto: a text translator (your model, Apertium), whisper's translate task when none "
+                        "serves the pair and --to is en; whisper: always whisper's speech → English translation")
     p.add_argument("--min-speed", type=float, default=0.8, help="slowest speech rate to fit a slot (0.8)")
     p.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to fit a slot (1.3)")
     _model_flags(p)
@@ -165,9 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.export)
 
     p = sub.add_parser(
-        "demo", help="make a sample with the embedded voice and dub it (what `make demo` runs)",
-        description="Generate English speech with the embedded Piper voice and dub it into Spanish with "
-                    "whisper + Apertium + espeak-ng, using only embedded models.",
+        "demo", help="dub a face photo both ways, EN → ES and ES → EN (what `make demo` runs)",
+        description="With embedded models only: English speech from the Piper voice is dubbed into Spanish "
+                    "(whisper + Apertium + espeak-ng) and Spanish speech from espeak-ng into English (whisper's "
+                    "translate task + Piper), each lip-synced onto a public-domain face photo.",
     )
     p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (demo_out)")
     _common(p)

@@ -37,6 +37,7 @@ DEMO_TEXT = (
     "Hello, and welcome to livedub. This message was spoken in English and translated into Spanish. "
     "The weather is nice today, and the house by the river is very big."
 )
+DEMO_TEXT_ES = "Hola a todos. Hoy hace buen tiempo, y la casa junto al río es muy grande."
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -68,8 +69,8 @@ def speech(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     started = time.perf_counter()
     pcm = decode_audio(args.input)
-    dubber = SpeechDubber(args.to, source=args.source, settings=settings,
-                          min_speed=args.min_speed, max_speed=args.max_speed)
+    dubber = SpeechDubber(args.to, source=args.source, settings=settings, min_speed=args.min_speed,
+                          max_speed=args.max_speed, mt=args.mt)
     with _progress(args, "dubbing", "sentence") as bar:
         result = dubber.dub(pcm, progress=bar.update, total=lambda n: (setattr(bar, "total", n), bar.refresh()))
     track = result.track
@@ -115,27 +116,35 @@ def models(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Make English speech with the embedded voice, then dub it into Spanish with embedded models only."""
+    """Both directions with embedded models only: EN → ES (Apertium + espeak-ng) and ES → EN (whisper's
+    translate task + Piper), each lip-synced onto a public-domain face photo with the viseme engine."""
+    import cv2
+    import skimage.data
+
+    from .cli import main as livedub
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sample = out / "sample_en.wav"
-    voice = registry.synthesizer("en", Settings())
-    speech_en = voice.synthesize(DEMO_TEXT)
-    write_wav(sample, speech_en.pcm, speech_en.sample_rate)
-    print(f"sample: {sample} ({speech_en.duration:.1f} s of English from the embedded Piper voice)", file=sys.stderr)
-    ns = argparse.Namespace(
-        input=str(sample), to="es", source=None, output=str(out / "demo_es.wav"),
-        transcript=str(out / "demo_es.json"), min_speed=0.8, max_speed=1.3, asr_model=None, mt_model=[],
-        voice=[], config=None, quiet=args.quiet, verbose=args.verbose,
-    )
-    code = speech(ns)
-    if code == 0:
-        doc = json.loads(Path(ns.transcript).read_text())
-        for seg in doc["segments"]:
+    face = out / "face.png"  # NASA portrait of Eileen Collins, public domain, shipped with scikit-image
+    cv2.imwrite(str(face), skimage.data.astronaut()[:, :, ::-1])
+    samples = [("en", DEMO_TEXT, 1.0, "es", "auto"), ("es", DEMO_TEXT_ES, 0.85, "en", "whisper")]
+    quiet = ["-q"] if args.quiet else []
+    for source, text, speed, target, mt in samples:
+        voice = registry.synthesizer(source, Settings())
+        speech_in = voice.synthesize(text, speed=speed)
+        sample = out / f"sample_{source}.wav"
+        write_wav(sample, speech_in.pcm, speech_in.sample_rate)
+        print(f"\n== {source} → {target}: {sample} ({speech_in.duration:.1f} s, {voice.name})", file=sys.stderr)
+        video, report = out / f"demo_{target}.mp4", out / f"demo_{target}.json"
+        code = livedub(["translate", str(face), "--audio", str(sample), "--to", target, "--from", source, "--mt", mt,
+                        "-o", str(video), "--subs", "--report", str(report), *quiet])
+        if code:
+            return code
+        for seg in json.loads(report.read_text())["segments"]:
             print(f"  [{seg['source_start']:5.2f}s] {seg['source_text']}\n"
                   f"  → [{seg['start']:5.2f}s ×{seg['speed']:.2f}] {seg['text']}")
-        print(f"wrote {ns.output} and {ns.transcript}")
-    return code
+        print(f"wrote {video} (+ subtitles {video.stem}.{source}/.{target}.srt/.vtt, report {report.name})")
+    return 0
 
 
 def parse_box(text: str | None) -> tuple[int, int, int, int] | None:

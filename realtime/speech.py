@@ -145,7 +145,11 @@ class SpeechDubber:
         max_speed: float = 1.3,
         output_rate: int | None = None,
         times: StageTimes | None = None,
+        mt: str = "auto",
     ):
+        if mt == "whisper" and target != "en":
+            raise BadInputError(f"--mt whisper translates speech into English only, not into '{target}'")
+        self.mt = mt
         self.target, self.source = target, source
         self.settings = settings or Settings()
         self._recognizer = recognizer
@@ -177,7 +181,7 @@ class SpeechDubber:
             raise BadInputError("no words recognised in the input's speech")
         source = self.source or transcript.language
         log.info("source language %s (p=%.2f), %d sentences", source, transcript.language_probability, len(segs))
-        translator = registry.translator(source, self.target, self.settings)
+        translator = None if self.mt == "whisper" else registry.translator(source, self.target, self.settings)
         voiced = np.concatenate([pcm[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in spans])
         with self.times.stage("pitch", log):
             pitch = median_pitch_hz(voiced)

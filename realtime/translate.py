@@ -71,7 +71,7 @@ def _dub(args: argparse.Namespace, video: FaceVideo, times: StageTimes) -> tuple
         pcm = decode_audio(speech_file)
         original = decode_audio(speech_file, OUTPUT_RATE) if args.keep_original > 0 else None
     dubber = SpeechDubber(args.to, source=args.source, settings=settings, min_speed=args.min_speed,
-                          max_speed=args.max_speed, output_rate=OUTPUT_RATE, times=times)
+                          max_speed=args.max_speed, output_rate=OUTPUT_RATE, times=times, mt=args.mt)
     try:
         return dubber.dub(pcm), original
     except BadInputError as exc:
