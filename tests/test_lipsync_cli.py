@@ -120,3 +120,23 @@ def test_bad_inputs_give_one_clear_message_and_no_output(case, message, media, t
     assert "Traceback" not in proc.stderr
     assert not out.exists()
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_export_and_wav2lip_pipeline_with_a_random_checkpoint(media, tmp_path, tmp_cache):
+    """Pipeline behaviour only: random weights prove loading, export, caching and frame flow, not lip-sync."""
+    import torch
+
+    from livedub.engines.lipsync.wav2lip_model import random_generator
+
+    _, face, speech, _, duration = media
+    ckpt = tmp_path / "wav2lip_gan.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in random_generator(0).state_dict().items()},
+                "optimizer": {"state": {}}}, ckpt)
+    onnx = tmp_path / "w.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--onnx", str(onnx), "-q"]) == 0
+    assert onnx.stat().st_size > 100e6  # 36 M float32 parameters
+    out = tmp_path / "w2l.mp4"
+    assert main(["lipsync", "--face", str(face), "--audio", str(speech), "--checkpoint", str(ckpt),
+                 "-o", str(out), "-q"]) == 0
+    assert probe(out)[2] == int(np.ceil(duration * 25))
+    assert list((tmp_cache / "wav2lip").glob("*.onnx"))  # converted once, cached by the checkpoint's hash
