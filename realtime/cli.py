@@ -103,10 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when the input has no speech, write it unchanged instead of failing")
     p.add_argument("--subs", action="store_true", help="write OUT.LANG.srt and .vtt in both languages")
     p.add_argument("--report", metavar="OUT.json", help="segments, speeds and time per stage")
-    p.add_argument("--engine", choices=("viseme", "wav2lip"),
-                   help="lip engine (default: viseme; wav2lip when a checkpoint is given)")
+    p.add_argument("--engine", choices=("exemplar", "viseme", "wav2lip"),
+                   help="lip engine (default: wav2lip with a checkpoint; else exemplar for a video or with --bank "
+                        "(the speaker's own mouths); else viseme (a warp, no weights))")
+    p.add_argument("--bank", metavar="FILE",
+                   help="mouth bank of the speaker for the exemplar engine: loaded if it exists, saved after the run")
     p.add_argument("--checkpoint", metavar="wav2lip_gan.pth", help="official Wav2Lip checkpoint (your file)")
     p.add_argument("--int8", action="store_true", help="Wav2Lip: static int8 model (faster on CPU)")
+    p.add_argument("--engine-backend", choices=("auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"), default="auto",
+                   help="where Wav2Lip runs: auto picks the fastest available (tensorrt > ort-trt > ort-cuda > "
+                        "ort-cpu); an unavailable choice falls back with a warning")
     p.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                    help="Wav2Lip crop padding (0 10 0 0)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo (25)")
@@ -132,10 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face", required=True, metavar="VIDEO|IMAGE", help="video or photo with a face")
     p.add_argument("--audio", required=True, metavar="AUDIO", help="speech to lip-sync (any audio/video file)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="H.264 + AAC mp4")
-    p.add_argument("--engine", choices=("viseme", "wav2lip"),
-                   help="lip engine (default: viseme; wav2lip when a checkpoint is given)")
+    p.add_argument("--engine", choices=("exemplar", "viseme", "wav2lip"),
+                   help="lip engine (default: wav2lip with a checkpoint; else exemplar for a video or with --bank "
+                        "(the speaker's own mouths); else viseme (a warp, no weights))")
+    p.add_argument("--bank", metavar="FILE",
+                   help="mouth bank of the speaker for the exemplar engine: loaded if it exists, saved after the run")
     p.add_argument("--checkpoint", metavar="wav2lip_gan.pth", help="official Wav2Lip checkpoint (your file)")
     p.add_argument("--int8", action="store_true", help="Wav2Lip: static int8 model (faster on CPU, approximate)")
+    p.add_argument("--engine-backend", choices=("auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"), default="auto",
+                   help="where Wav2Lip runs: auto picks the fastest available (tensorrt > ort-trt > ort-cuda > "
+                        "ort-cpu); an unavailable choice falls back with a warning")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo (25)")
     p.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                    help="Wav2Lip crop padding in pixels (0 10 0 0, as the reference)")
@@ -159,14 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.evaluate)
 
     p = sub.add_parser(
-        "export", help="convert a Wav2Lip checkpoint to ONNX ahead of time",
+        "export", help="convert a Wav2Lip checkpoint to ONNX (and a TensorRT engine) ahead of time",
         description="Export the generator of an official Wav2Lip checkpoint to ONNX (dynamic batch, inputs "
                     "'mel' (B,1,80,16) and 'face' (B,6,96,96)). lipsync does this itself on first use and "
                     "caches the result by the checkpoint's sha256.",
     )
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="wav2lip.pth or wav2lip_gan.pth")
     p.add_argument("--onnx", metavar="OUT.onnx", help="output path (default: beside the checkpoint)")
-    p.add_argument("--fp16", action="store_true", help="half-precision weights (for GPUs)")
+    p.add_argument("--fp16", action="store_true", help="half precision: fp16 ONNX weights, fp16 TensorRT kernels")
+    p.add_argument("--tensorrt", metavar="OUT.plan", help="also build a TensorRT engine (needs an NVIDIA GPU and "
+                   "pip install 'livedub[gpu]'); cached by checkpoint, GPU and TensorRT version")
+    p.add_argument("--max-batch", type=int, default=64, metavar="N", help="largest batch of the TensorRT engine (64)")
     _common(p)
     p.set_defaults(func=commands.export)
 

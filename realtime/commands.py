@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from livedub.engines.errors import LivedubError
 from livedub.engines.settings import Settings, config_path, load_settings
 
 from .files import atomic_output
+
+log = logging.getLogger("livedub.cli")
 
 CONFIG_HELP = f"""\
 config file ({config_path()}), all keys optional:
@@ -160,19 +163,54 @@ def parse_box(text: str | None) -> tuple[int, int, int, int] | None:
     return x1, y1, x2, y2
 
 
-def lip_engine(args: argparse.Namespace, settings: Settings):
-    """The engine the flags ask for: viseme by default, Wav2Lip when a checkpoint is given."""
+PREFILL_SECONDS = 10.0  # of the input video scanned for mouth exemplars before dubbing starts
+
+
+def lip_engine(args: argparse.Namespace, settings: Settings, video=None):
+    """The engine the flags ask for. Default: Wav2Lip with a checkpoint; else the exemplar engine for video
+    inputs or a saved bank (the speaker's own mouths, viseme warp until enough are seen); else viseme."""
     checkpoint = getattr(args, "checkpoint", None) or settings.wav2lip_checkpoint
-    name = args.engine or ("wav2lip" if checkpoint else "viseme")
+    bank_path = getattr(args, "bank", None)
+    is_video = video is not None and not video.info.is_image
+    name = args.engine or ("wav2lip" if checkpoint else "exemplar" if (is_video or bank_path) else "viseme")
     if name == "wav2lip":
         if not checkpoint:
             raise LivedubError("--engine wav2lip needs --checkpoint wav2lip_gan.pth (or LIVEDUB_WAV2LIP)")
         from livedub.engines.lipsync.wav2lip import Wav2LipEngine
 
-        return Wav2LipEngine(checkpoint=Path(checkpoint), pads=tuple(args.pads), int8=args.int8)
+        return Wav2LipEngine(checkpoint=Path(checkpoint), pads=tuple(args.pads), int8=args.int8,
+                             backend=getattr(args, "engine_backend", "auto"))
+    if name == "exemplar":
+        from livedub.engines.lipsync.exemplar import ExemplarEngine
+        from livedub.engines.lipsync.exemplar_bank import MouthBank
+
+        bank = MouthBank.load(bank_path) if bank_path and Path(bank_path).exists() else MouthBank()
+        engine = ExemplarEngine(bank, learn=True)
+        if is_video and not bank.ready:
+            _prefill_bank(engine, video, args)
+        return engine
     from livedub.engines.lipsync.viseme import VisemeEngine
 
     return VisemeEngine()
+
+
+def _prefill_bank(engine, video, args: argparse.Namespace) -> None:
+    """Collect the speaker's mouths from the video's first seconds, so exemplars are used from frame one."""
+    fps = video.info.fps
+    n = int(min(video.info.duration, PREFILL_SECONDS) * fps)
+    tracker = face_tracker(args, fps)
+    step = max(1, int(round(fps / 10)))  # ~10 looks a second: mouths change faster than that rarely matters
+    for i, frame in enumerate(video.frames(n)):
+        if i % step == 0:
+            engine.learn([frame], [tracker.track(frame, timestamp=i / fps)])
+    log.info("mouth bank: %d exemplars from the first %.0f s (ready: %s)", len(engine.bank), n / fps,
+             engine.bank.ready)
+
+
+def save_bank(engine, args: argparse.Namespace) -> None:
+    """--bank FILE: keep what this run learned of the speaker's mouth for the next run or call."""
+    if getattr(args, "bank", None) and getattr(engine, "bank", None) is not None:
+        engine.bank.save(args.bank)
 
 
 def face_tracker(args: argparse.Namespace, fps: float):
@@ -203,7 +241,7 @@ def lipsync(args: argparse.Namespace) -> int:
     with times.stage("vad"):
         if not speech_spans(pcm):
             raise BadInputError(f"{args.audio}: no speech found (silence or noise): nothing to lip-sync")
-    engine = lip_engine(args, settings)
+    engine = lip_engine(args, settings, video)
     fps = video.info.fps
     n_frames = max(1, math.ceil(len(pcm) / 16_000 * fps))
     tracker = face_tracker(args, fps)
@@ -211,6 +249,7 @@ def lipsync(args: argparse.Namespace) -> int:
         bar.total = n_frames
         stats = write_dubbed_video(args.output, video, n_frames, PcmTimeline(pcm), audio_out, 48_000, engine,
                                    tracker, times=times, progress=bar.update)
+    save_bank(engine, args)
     if not args.quiet:
         print(f"{args.output}: {stats.frames} frames at {fps:g} fps, face in {stats.face_ratio:.0%}, engine "
               f"{engine.name}, {time.perf_counter() - started:.1f} s", file=sys.stderr)
@@ -238,14 +277,32 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    """livedub export --checkpoint wav2lip_gan.pth --onnx OUT.onnx: convert once, ahead of time."""
+    """livedub export --checkpoint wav2lip_gan.pth [--onnx OUT.onnx] [--tensorrt OUT.plan]: convert ahead of time."""
+    import shutil
+
     from livedub.export.onnx_export import export_onnx
 
     if not Path(args.checkpoint).exists():
         raise LivedubError(f"{args.checkpoint}: no such checkpoint")
+    if args.max_batch < 1:
+        raise LivedubError(f"--max-batch {args.max_batch}: must be at least 1")
+    if args.tensorrt:
+        from livedub.export.tensorrt_build import require_tensorrt
+
+        require_tensorrt()  # say so at once on a machine without TensorRT or a GPU, before any export
     started = time.perf_counter()
-    out = Path(args.onnx or Path(args.checkpoint).with_suffix(".onnx"))
-    with atomic_output(out) as tmp:
-        export_onnx(args.checkpoint, tmp, fp16=args.fp16)
-    print(f"{out}: exported in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if args.onnx or not args.tensorrt:
+        out = Path(args.onnx or Path(args.checkpoint).with_suffix(".onnx"))
+        with atomic_output(out) as tmp:
+            export_onnx(args.checkpoint, tmp, fp16=args.fp16)
+        print(f"{out}: exported in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if args.tensorrt:
+        from livedub.export.tensorrt_build import cached_plan
+
+        started = time.perf_counter()
+        plan = cached_plan(args.checkpoint, fp16=args.fp16, max_batch=args.max_batch)
+        with atomic_output(args.tensorrt) as tmp:
+            shutil.copyfile(plan, tmp)
+        print(f"{args.tensorrt}: TensorRT engine ({'fp16' if args.fp16 else 'fp32'}, batch 1..{args.max_batch}) in "
+              f"{time.perf_counter() - started:.1f} s (cached as {plan})", file=sys.stderr)
     return 0

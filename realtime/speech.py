@@ -81,6 +81,16 @@ class ClipMaker:
         with self.times.stage("mt", log):
             return self.translator.translate(text).strip()
 
+    def translate_all(self, texts: Sequence[str]) -> list[str]:
+        """Many sentences in one call where the backend batches (Apertium starts once, not per sentence)."""
+        if self.translator is None:
+            return list(texts)
+        batch = getattr(self.translator, "translate_sentences", None)
+        if batch is None:
+            return [self.translate(t) for t in texts]
+        with self.times.stage("mt", log):
+            return [t.strip() for t in batch(list(texts))]
+
     def speak(self, text: str, slot: float | None = None) -> tuple[Speech, float]:
         """Speech for `text`, at a speed that fits `slot` seconds when given; returns (speech, speed)."""
         with self.times.stage("tts", log):
@@ -191,6 +201,7 @@ class SpeechDubber:
         if total:
             total(len(segs))
         rows: list[DubbedSegment] = []
+        translated = maker.translate_all([seg.text for seg in segs]) if translator is not None else []
         for i, seg in enumerate(segs):
             if translator is None:  # any → English straight from the speech
                 with self.times.stage("asr-translate", log):
@@ -199,7 +210,7 @@ class SpeechDubber:
                         pcm[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)], language=source, task="translate"
                     ).text.strip()
             else:
-                text = maker.translate(seg.text)
+                text = translated[i]
             next_start = segs[i + 1].start if i + 1 < len(segs) else seg.end + TAIL_SLACK
             start = max(seg.start, track.end + MIN_GAP) if track.clips else seg.start
             slot = next_start - start

@@ -21,7 +21,7 @@ from livedub.engines.audio import decode_audio
 from livedub.engines.errors import BadInputError
 from livedub.engines.metrics import StageTimes
 
-from .commands import _progress, face_tracker, lip_engine, settings_from
+from .commands import _progress, face_tracker, lip_engine, save_bank, settings_from
 from .face_dub import write_dubbed_video
 from .files import atomic_output
 from .speech import DubResult, SpeechDubber, dub_text
@@ -102,13 +102,15 @@ def run(args: argparse.Namespace) -> int:
             k = min(len(audio), len(original))
             audio[:k] += gain * original[:k]
     settings = settings_from(args).with_flags(wav2lip_checkpoint=args.checkpoint)
-    engine = lip_engine(args, settings) if result else Passthrough()
+    with times.stage("lip-engine", log):
+        engine = lip_engine(args, settings, video) if result else Passthrough()
     tracker = face_tracker(args, fps)
     with _progress(args, "dubbing video", "frame") as bar:
         bar.total = n_frames
         stats = write_dubbed_video(args.output, video, n_frames, result.track if result else _Silence(),
                                    audio, OUTPUT_RATE, engine, tracker, times=times, progress=bar.update,
                                    require_face=False)
+    save_bank(engine, args)
     if result and stats.face_frames == 0:
         print(f"livedub: warning: no usable face in {args.input}: the audio is dubbed, frames are unchanged",
               file=sys.stderr)
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         written += write_subtitles(base, result.target_language, [(s.start, s.end, s.text) for s in result.segments])
     total = time.perf_counter() - started
     if args.report:
-        _write_report(args, result, stats, n_frames / fps, times, total)
+        _write_report(args, result, stats, n_frames / fps, times, total, engine.name)
         written.append(Path(args.report))
     if not args.quiet:
         what = (f"{len(result.segments)} sentences {result.source_language} → {result.target_language}"
@@ -144,7 +146,8 @@ class _Silence:
         return []
 
 
-def _write_report(args, result: DubResult | None, stats, duration: float, times: StageTimes, total: float) -> None:
+def _write_report(args, result: DubResult | None, stats, duration: float, times: StageTimes, total: float,
+                  engine: str) -> None:
     doc = {
         "input": str(args.input),
         "output": str(args.output),
@@ -152,6 +155,7 @@ def _write_report(args, result: DubResult | None, stats, duration: float, times:
         "source_language": result.source_language if result else None,
         "target_language": args.to,
         "duration": round(duration, 3),
+        "engine": engine,
         "frames": stats.frames,
         "face_frames": stats.face_frames,
         "segments": [s.as_dict() for s in result.segments] if result else [],
