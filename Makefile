@@ -6,8 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.livedub-setup
-# Debian programs the product and its tests use
-APT_PACKAGES := espeak-ng apertium apertium-eng-spa
+# Debian programs the product and its tests use (libgl1, libglib2.0-0: OpenCV inside mediapipe)
+APT_PACKAGES := espeak-ng apertium apertium-eng-spa libgl1 libglib2.0-0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system venv demo test lint bench clean
