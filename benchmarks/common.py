@@ -35,6 +35,30 @@ def machine() -> dict:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
+    info.update(gpu_info())
+    return info
+
+
+def gpu_info() -> dict:
+    """The GPU, its driver, torch's CUDA and TensorRT versions; empty on a machine without an NVIDIA GPU."""
+    from livedub.export.tensorrt_build import driver_version, gpu_name
+
+    name = gpu_name()
+    if name is None:
+        return {}
+    info: dict = {"gpu": name, "driver": driver_version()}
+    try:
+        import torch
+
+        info["torch"], info["torch_cuda"] = torch.__version__, torch.version.cuda
+    except ImportError:
+        pass
+    try:
+        import tensorrt
+
+        info["tensorrt"] = tensorrt.__version__
+    except (ImportError, OSError):
+        info["tensorrt"] = None
     return info
 
 

@@ -28,6 +28,8 @@ from ..face import Face
 from ..models import cache_dir, sha256_file
 from . import AudioTimeline
 from . import composite as comp
+from .backends import OrtRunner, Runner, default_providers, select_backend
+from .backends import open_session as open_session  # re-exported: benchmarks open sessions the engine's way
 from .mel import MEL_RATE, WINDOW_STEPS, mel_window_from, time_start
 from .mouth_shape import CLOSED
 from .viseme import VisemeEngine
@@ -37,35 +39,6 @@ log = logging.getLogger("livedub.lipsync")
 IMG = 96
 WINDOW_S = WINDOW_STEPS / MEL_RATE  # 0.2 s of audio per frame
 _MIN_CROP_PX = 24
-
-
-def default_providers() -> list:
-    """TensorRT, then CUDA, then CPU: whatever this onnxruntime build offers, fastest first."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    chosen: list = []
-    if "TensorrtExecutionProvider" in available:
-        trt_cache = cache_dir() / "wav2lip" / "trt"
-        trt_cache.mkdir(parents=True, exist_ok=True)
-        chosen.append(("TensorrtExecutionProvider", {
-            "trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache),
-        }))
-    if "CUDAExecutionProvider" in available:
-        chosen.append("CUDAExecutionProvider")
-    chosen.append("CPUExecutionProvider")
-    return chosen
-
-
-def open_session(onnx_path: str | os.PathLike, providers: Sequence | None = None, threads: int | None = None):
-    """An ORT session with full graph optimisation; `threads` caps intra-op threads (CPU)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    return ort.InferenceSession(str(onnx_path), options, providers=list(providers or default_providers()))
 
 
 def crop_box(face: Face, frame_shape: tuple[int, ...], pads: tuple[int, int, int, int] = (0, 10, 0, 0),
@@ -126,14 +99,17 @@ def paste_mask(frame_shape: tuple[int, ...], face: Face, box: tuple[int, int, in
 class Wav2LipEngine:
     """`LipEngine` running an official Wav2Lip checkpoint (exported once to ONNX and cached) or an .onnx file.
 
-    `int8=True` runs a static-int8 model calibrated on the first batch this engine renders (the user's own
-    face and speech) and cached beside the fp32 model; faster on CPUs, slightly less exact.
+    `backend` picks where the generator runs (see `backends.select_backend`: auto, tensorrt, ort-trt, ort-cuda,
+    ort-cpu); explicit ORT `providers` bypass the choice. `int8=True` runs a static-int8 model calibrated on
+    the first batch this engine renders (the user's own face and speech) and cached beside the fp32 model;
+    faster on CPUs, slightly less exact.
     """
 
     name = "wav2lip"
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, onnx_path: str | os.PathLike | None = None,
-                 *, providers: Sequence | None = None, batch_size: int = 8,
+                 *, providers: Sequence | None = None, backend: str = "auto",
+                 plan_path: str | os.PathLike | None = None, max_batch: int = 64, batch_size: int = 8,
                  pads: tuple[int, int, int, int] = (0, 10, 0, 0), int8: bool = False, colour_match: bool = True,
                  silence_db: float = -50.0, silence_margin: float = 0.2, threads: int | None = None):
         if onnx_path is None:
@@ -148,7 +124,6 @@ class Wav2LipEngine:
         self.onnx_path = Path(onnx_path)
         if not self.onnx_path.is_file():
             raise MissingModelError(f"{self.onnx_path}: no such ONNX file (export it with `livedub export`)")
-        self.providers = list(providers) if providers is not None else default_providers()
         self.batch_size = max(1, int(batch_size))
         self.pads = tuple(int(p) for p in pads)
         self.colour_match = colour_match
@@ -157,10 +132,21 @@ class Wav2LipEngine:
         self._closer = VisemeEngine()  # closes the mouth in silence, no weights needed
         self.threads = threads
         self.int8 = int8
-        self._session = None if int8 else open_session(self.onnx_path, self.providers, threads)
-        self._pad_batches = any(
-            (p[0] if isinstance(p, tuple) else p) != "CPUExecutionProvider" for p in self.providers[:1]
-        )  # fixed shapes on GPU: one TensorRT engine/CUDA plan instead of one per batch size
+        self._runner: Runner | None = None
+        if int8 or providers is not None:  # int8 opens once calibrated, on these providers
+            self.providers = list(providers) if providers is not None else default_providers()
+            if not int8:
+                self._runner = OrtRunner(self.onnx_path, self.providers, threads)
+        else:
+            self._runner = select_backend(backend, onnx_path=self.onnx_path, checkpoint=checkpoint,
+                                          plan_path=plan_path, threads=threads,
+                                          max_batch=max(int(max_batch), self.batch_size))
+            self.providers = list(getattr(self._runner, "providers", []))
+
+    @property
+    def backend(self) -> str:
+        """Where the generator runs (tensorrt, ort-trt, ort-cuda, ort-cpu); int8 reports once opened."""
+        return self._runner.name if self._runner is not None else "ort-int8 (not calibrated yet)"
 
     # -- LipEngine ---------------------------------------------------------------------------------
 
@@ -206,18 +192,16 @@ class Wav2LipEngine:
         return box, crop, mel_window_from(audio, time_start(t))
 
     def _infer(self, mels: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        if self._session is None:
-            self._session = open_session(self._int8_model(faces, mels), self.providers, self.threads)
-        if "float16" in self._session.get_inputs()[0].type:  # an fp16 export (GPU)
-            mels, faces = mels.astype(np.float16), faces.astype(np.float16)
+        if self._runner is None:
+            self._runner = OrtRunner(self._int8_model(faces, mels), self.providers, self.threads)
         outs = []
         for a in range(0, len(faces), self.batch_size):
             m, f = mels[a : a + self.batch_size], faces[a : a + self.batch_size]
             n = len(f)
-            if self._pad_batches and n < self.batch_size:
+            if self._runner.pads_batches and n < self.batch_size:
                 m = np.concatenate([m, np.repeat(m[-1:], self.batch_size - n, axis=0)])
                 f = np.concatenate([f, np.repeat(f[-1:], self.batch_size - n, axis=0)])
-            outs.append(self._session.run(["out"], {"mel": m, "face": f})[0][:n])
+            outs.append(self._runner.run(m, f)[:n])
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def _int8_model(self, faces: np.ndarray, mels: np.ndarray) -> Path:

@@ -1,0 +1,242 @@
+"""Wav2Lip on an NVIDIA GPU: frames/s and latency per runtime and batch, accuracy vs fp32, live sessions served.
+
+Runtimes: torch fp32 and fp16 (CUDA), ONNX Runtime CUDA EP (and TensorRT EP when present), native TensorRT
+fp16. Every call goes numpy in → numpy out, as the engine sees it (host↔device copies included). Accuracy is
+the max/mean absolute error against torch fp32 on the CPU (no TF32). Then N simulated live sessions, each a
+30 fps camera, send frames through the LipBatcher on the fastest runtime; the largest N whose p95 frame
+latency (scheduled capture → model output) stays within --budget-ms is reported. Random weights: speed and
+numerics only. Targets (issue 5, H100): TensorRT fp16 ≥ 5000 frames/s at batch 64, ≤ 1.5 ms at batch 1, ≥ 30
+sessions.
+
+    python benchmarks/gpu_lipsync.py [--batches 1 8 32 64] [--seconds 3] [--sessions 8 16 24 32 48 64]
+
+Without a CUDA GPU it says so in one line, runs the session simulation on the CPU runner at small N (labelled
+CPU, to exercise the code path) and exits 0. Results: benchmarks/results/gpu_lipsync-<host>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import gpu_info, table, write_results  # noqa: E402
+
+FPS = 30.0
+
+
+def _inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-4, 4, (n, 1, 80, 16)).astype(np.float32),
+            rng.uniform(0, 1, (n, 6, 96, 96)).astype(np.float32))
+
+
+class TorchRunner:
+    """The torch generator on CUDA, numpy in and out (the benchmark's baseline, not a product backend)."""
+
+    def __init__(self, model, half: bool):
+        import torch
+
+        self.torch, self.half = torch, half
+        self.model = (copy.deepcopy(model).half() if half else copy.deepcopy(model)).cuda().eval()
+        self.name = f"torch-{'fp16' if half else 'fp32'}"
+
+    def run(self, mel: np.ndarray, face: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        dtype = torch.float16 if self.half else torch.float32
+        with torch.inference_mode():
+            m = torch.from_numpy(mel).to("cuda", dtype, non_blocking=True)
+            f = torch.from_numpy(face).to("cuda", dtype, non_blocking=True)
+            return self.model(m, f).float().cpu().numpy()
+
+
+def time_calls(run: Callable[[], object], seconds: float, warmup: int = 3) -> dict:
+    """Median and p95 ms per call over about `seconds` (at least 5 calls)."""
+    for _ in range(warmup):
+        run()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < 5 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - t0)
+    ms = 1000 * np.asarray(samples)
+    return {"ms_p50": round(float(np.median(ms)), 3), "ms_p95": round(float(np.percentile(ms, 95)), 3),
+            "calls": len(samples)}
+
+
+def runners(onnx_path: Path, max_batch: int, ort_trt: bool) -> list:
+    """Every GPU runtime that starts here; one line for each that does not. torch fp32 is true fp32 (TF32
+    off); the ORT TensorRT EP builds an engine per new batch shape (minutes each), so it is opt-in."""
+    import torch
+
+    from livedub.engines.lipsync.backends import OrtRunner, TensorRTRunner
+    from livedub.engines.lipsync.wav2lip_model import random_generator
+    from livedub.export.tensorrt_build import cached_plan
+
+    model = random_generator(0).eval()
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    found: list = [TorchRunner(model, half=False), TorchRunner(model, half=True)]
+    ort_runs = [("ort-cuda", ["CUDAExecutionProvider"])]
+    if ort_trt:
+        ort_runs.append(("ort-trt", [("TensorrtExecutionProvider", {"trt_fp16_enable": True}),
+                                     "CUDAExecutionProvider"]))
+    for name, providers in ort_runs:
+        try:
+            runner = OrtRunner(onnx_path, providers)
+            if runner.name != name:
+                raise RuntimeError(f"onnxruntime fell back to {runner.name}")
+            found.append(runner)
+        except Exception as exc:  # a missing provider or library: report and go on
+            print(f"skip {name}: {exc}".splitlines()[0])
+    try:
+        t0 = time.perf_counter()
+        plan = cached_plan(onnx_path, fp16=True, max_batch=max_batch)
+        print(f"TensorRT plan ready in {time.perf_counter() - t0:.0f} s: {plan}")
+        found.append(TensorRTRunner(plan))
+    except Exception as exc:
+        print(f"skip tensorrt: {exc}".splitlines()[0])
+    return found
+
+
+def throughput_rows(found: list, batches: list[int], seconds: float) -> list[dict]:
+    import torch
+
+    from livedub.engines.lipsync.wav2lip_model import random_generator
+
+    mel, face = _inputs(max(batches))
+    check_mel, check_face = _inputs(8, seed=1)
+    with torch.no_grad():  # the reference: fp32 on the CPU, no TF32
+        want = random_generator(0).eval()(torch.from_numpy(check_mel), torch.from_numpy(check_face)).numpy()
+    rows = []
+    for runner in found:
+        err = np.abs(runner.run(check_mel, check_face) - want)
+        for b in batches:
+            m, f = np.ascontiguousarray(mel[:b]), np.ascontiguousarray(face[:b])
+            row = {"runtime": runner.name, "batch": b, **time_calls(lambda m=m, f=f, r=runner: r.run(m, f), seconds)}
+            row["frames_per_s"] = round(1000 * b / row["ms_p50"], 1)
+            row["max_abs_err"], row["mean_abs_err"] = float(f"{err.max():.2e}"), float(f"{err.mean():.2e}")
+            rows.append(row)
+            print(f"{runner.name:<10} B={b:<3} {row['ms_p50']:8.3f} ms p50 {row['ms_p95']:8.3f} ms p95 "
+                  f"{row['frames_per_s']:9.1f} frames/s  err max {row['max_abs_err']:.1e}", flush=True)
+    return rows
+
+
+# -- live sessions through the batcher ---------------------------------------------------------------------
+
+
+async def _simulate(runner, n_sessions: int, seconds: float, max_batch: int, deadline_ms: float) -> dict:
+    """n 30 fps cameras with random phases; each frame is submitted at its capture time, not after the last."""
+    from livedub.realtime.batcher import LipBatcher
+
+    mel, face = _inputs(64, seed=2)
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    rng = np.random.default_rng(n_sessions)
+
+    async def frame(batcher: LipBatcher, due: float, k: int) -> None:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        await batcher.submit(mel[k % 64], face[k % 64])
+        latencies.append(1000 * (loop.time() - due))
+
+    async with LipBatcher(runner, max_batch=max_batch, deadline_ms=deadline_ms) as batcher:
+        await batcher.submit(mel[0], face[0])  # warm
+        start = loop.time() + 0.05
+        tasks = [frame(batcher, start + phase + i / FPS, s * 1000 + i)
+                 for s, phase in enumerate(rng.uniform(0, 1 / FPS, n_sessions))
+                 for i in range(int(seconds * FPS))]
+        await asyncio.gather(*tasks)
+        sizes = list(batcher.stats.sizes)[1:]
+    lat = np.asarray(latencies)
+    return {"sessions": n_sessions, "runtime": runner.name, "frames": len(lat),
+            "p50_ms": round(float(np.median(lat)), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2),
+            "max_ms": round(float(lat.max()), 2), "mean_batch": round(float(np.mean(sizes)), 1) if sizes else 0.0}
+
+
+def session_rows(runner, counts: list[int], seconds: float, max_batch: int, deadline_ms: float,
+                 budget_ms: float, label: str, stop_on_miss: bool = True) -> tuple[list[dict], int]:
+    """Rows per session count and the largest count whose p95 latency is within budget."""
+    rows, best = [], 0
+    for n in counts:
+        row = {"device": label, **asyncio.run(_simulate(runner, n, seconds, max_batch, deadline_ms))}
+        row["within_budget"] = row["p95_ms"] <= budget_ms
+        rows.append(row)
+        print(f"[{label}] {n:>3} sessions × {FPS:g} fps on {runner.name}: p50 {row['p50_ms']:.1f} ms, p95 "
+              f"{row['p95_ms']:.1f} ms, mean batch {row['mean_batch']}", flush=True)
+        if row["within_budget"]:
+            best = n
+        elif stop_on_miss:
+            break
+    return rows, best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--seconds", type=float, default=3.0, help="timed work per row")
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 16, 24, 32, 40, 48, 64, 80, 96])
+    parser.add_argument("--session-seconds", type=float, default=5.0, help="simulated time per session count")
+    parser.add_argument("--deadline-ms", type=float, default=4.0, help="batcher deadline")
+    parser.add_argument("--budget-ms", type=float, default=40.0, help="p95 frame latency to hold")
+    parser.add_argument("--ort-trt", action="store_true", help="also time ONNX Runtime's TensorRT EP (slow to build)")
+    parser.add_argument("--cpu-sessions", type=int, nargs="+", default=[1, 2],
+                        help="session counts for the CPU code-path check when no GPU is present")
+    args = parser.parse_args(argv)
+
+    from livedub.engines.lipsync.wav2lip_model import random_generator
+    from livedub.export.onnx_export import export_model
+
+    gpu = gpu_info()
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_model(random_generator(0), Path(tmp) / "wav2lip_random.onnx")
+        if not cuda:
+            from livedub.engines.lipsync.backends import OrtRunner
+
+            print("GPU figures need a CUDA machine (torch sees no CUDA GPU here); running the batcher "
+                  "simulation on the CPU runner only (labelled CPU)")
+            cpu = OrtRunner(onnx_path, ["CPUExecutionProvider"])
+            rows, best = session_rows(cpu, args.cpu_sessions, 1.0, 8, args.deadline_ms, args.budget_ms, "CPU",
+                                      stop_on_miss=False)
+            print(table(rows, ["device", "sessions", "runtime", "frames", "p50_ms", "p95_ms", "mean_batch"]))
+            path = write_results("gpu_lipsync", [], {
+                "mode": "cpu (no CUDA GPU: code path check only, not a GPU figure)",
+                "sessions": rows, "max_sessions_within_budget": best, "budget_ms": args.budget_ms})
+            print(f"written to {path}")
+            return 0
+
+        max_batch = max(args.batches)
+        found = runners(onnx_path, max_batch, args.ort_trt)
+        rows = throughput_rows(found, args.batches, args.seconds)
+        fastest = max(found, key=lambda r: max(x["frames_per_s"] for x in rows if x["runtime"] == r.name))
+        sessions, best = session_rows(fastest, args.sessions, args.session_seconds, max_batch, args.deadline_ms,
+                                      args.budget_ms, gpu.get("gpu", "GPU"))
+    print()
+    print(table(rows, ["runtime", "batch", "ms_p50", "ms_p95", "frames_per_s", "max_abs_err", "mean_abs_err"]))
+    print(table(sessions, ["sessions", "runtime", "frames", "p50_ms", "p95_ms", "max_ms", "mean_batch"]))
+    print(f"largest N holding p95 <= {args.budget_ms:g} ms: {best} sessions on {fastest.name} ({gpu.get('gpu')}, "
+          f"driver {gpu.get('driver')}, TensorRT {gpu.get('tensorrt')})")
+    path = write_results("gpu_lipsync", rows, {"mode": "gpu", "sessions": sessions,
+                                                "max_sessions_within_budget": best, "budget_ms": args.budget_ms,
+                                                "deadline_ms": args.deadline_ms})
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Wav2Lip ONNX → TensorRT plan (dynamic batch, fp16), cached so only the first start on a GPU pays the build.
+
+A plan only runs on the GPU model and TensorRT version that built it, so the cache key holds both, next to
+the checkpoint's sha256, the precision and the largest batch. The timing cache (kernel timings per GPU) is
+kept too: a rebuild for another max batch then takes seconds instead of minutes.
+
+`tensorrt` is imported lazily: CPU installs never have it, and everything here then fails with one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from livedub.engines.errors import LivedubError, MissingModelError
+from livedub.engines.models import cache_dir, sha256_file
+
+from .onnx_export import INPUT_NAMES, _atomic_target, cached_onnx
+
+log = logging.getLogger("livedub.export")
+
+INSTALL_HINT = "pip install 'livedub[gpu]'"
+# per-frame input shapes; the batch dimension is the dynamic one
+FRAME_SHAPES = {"mel": (1, 80, 16), "face": (6, 96, 96)}
+
+
+def gpu_name() -> str | None:
+    """The first CUDA GPU's name (torch if it sees one, else nvidia-smi), or None when there is none."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return _smi("name")
+
+
+def _smi(field: str) -> str | None:
+    """One field of the first GPU from nvidia-smi, or None (no driver, no GPU)."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.strip().splitlines()[:1]
+    return first[0].strip() if first and first[0].strip() else None
+
+
+def driver_version() -> str | None:
+    return _smi("driver_version")
+
+
+def require_tensorrt():
+    """The tensorrt module, on a machine with a CUDA GPU; else one clear MissingModelError."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise MissingModelError(f"TensorRT is not installed: {INSTALL_HINT}") from None
+    except OSError as exc:  # the wheel is there but its CUDA libraries are not
+        raise MissingModelError(f"TensorRT cannot load its libraries ({exc}); reinstall with {INSTALL_HINT}") from None
+    if gpu_name() is None:
+        raise MissingModelError("TensorRT needs an NVIDIA GPU with its driver; none is visible on this machine")
+    return trt
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def _timing_cache_path(trt) -> Path:
+    return cache_dir() / "tensorrt" / f"timing-{_slug(gpu_name() or 'gpu')}-trt{trt.__version__}.cache"
+
+
+def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike, *, fp16: bool = True,
+                 max_batch: int = 64, opt_batch: int = 8, workspace_gb: float = 4,
+                 timing_cache: str | os.PathLike | None = None) -> Path:
+    """Build a serialized TensorRT engine from the ONNX generator: one profile covering batch 1..max_batch.
+
+    `opt_batch` is the batch TensorRT tunes kernels for (a live batcher's typical batch); `timing_cache`
+    defaults to one per GPU and TensorRT version under cache_dir()/tensorrt/, loaded and saved back.
+    """
+    trt = require_tensorrt()
+    max_batch = max(1, int(max_batch))
+    opt_batch = min(max(1, int(opt_batch)), max_batch)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # implicit batch is gone in TensorRT 10
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise LivedubError(f"{onnx_path}: TensorRT cannot parse this ONNX model: {errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name in INPUT_NAMES:
+        frame = FRAME_SHAPES[name]
+        profile.set_shape(name, (1, *frame), (opt_batch, *frame), (max_batch, *frame))
+    config.add_optimization_profile(profile)
+
+    cache_path = Path(timing_cache) if timing_cache else _timing_cache_path(trt)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    started = time.perf_counter()
+    log.warning("building the TensorRT engine (%s, batch 1..%d) for %s: minutes, once per GPU and model",
+             "fp16" if fp16 else "fp32", max_batch, gpu_name())
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise LivedubError(f"{onnx_path}: TensorRT failed to build an engine (see the messages above)")
+    plan_path = Path(plan_path)
+    tmp = _atomic_target(plan_path)
+    try:
+        tmp.write_bytes(bytes(serialized))
+        os.replace(tmp, plan_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    timing = _atomic_target(cache_path)
+    try:
+        timing.write_bytes(bytes(config.get_timing_cache().serialize()))
+        os.replace(timing, cache_path)
+    finally:
+        timing.unlink(missing_ok=True)
+    log.info("TensorRT engine %s built in %.0f s", plan_path.name, time.perf_counter() - started)
+    return plan_path
+
+
+def plan_key(model_sha256: str, *, fp16: bool, max_batch: int) -> str:
+    """The cache file name: what a plan depends on (weights, GPU model, TensorRT version, precision, batch)."""
+    trt = require_tensorrt()
+    return (f"{model_sha256}-{_slug(gpu_name() or 'gpu')}-trt{trt.__version__}-"
+            f"{'fp16' if fp16 else 'fp32'}-b{int(max_batch)}.plan")
+
+
+def cached_plan(checkpoint_path: str | os.PathLike, *, fp16: bool = True, max_batch: int = 64) -> Path:
+    """The TensorRT plan of a checkpoint (or of an .onnx file) in cache_dir()/tensorrt/, built on first use.
+
+    A checkpoint goes through the cached fp32 ONNX first; TensorRT picks fp16 kernels itself (`fp16`).
+    """
+    require_tensorrt()  # fail in a moment on CPU machines, before hashing or exporting anything
+    source = Path(checkpoint_path)
+    if not source.is_file():
+        raise LivedubError(f"{source}: no such file (pass wav2lip_gan.pth or an exported .onnx)")
+    target = cache_dir() / "tensorrt" / plan_key(sha256_file(source), fp16=fp16, max_batch=max_batch)
+    if target.is_file():
+        return target
+    onnx_path = source if source.suffix.lower() == ".onnx" else cached_onnx(source)
+    return build_engine(onnx_path, target, fp16=fp16, max_batch=max_batch)
