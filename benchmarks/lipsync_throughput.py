@@ -14,10 +14,8 @@ Other engines add rows: append dicts with the same keys to the list `main()` bui
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,29 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict:
-    """CPU model, core count and (when present) the GPU: a result is meaningless without its machine."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"hostname": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version()}
-    try:
-        import onnxruntime as ort
-
-        info["onnxruntime"] = ort.__version__
-        info["providers"] = ort.get_available_providers()
-    except ImportError:
-        pass
-    return info
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
 
 
 def time_batches(run: Callable[[int], object], batch: int, seconds: float, warmup: int = 2) -> dict:
@@ -146,6 +123,67 @@ VARIANTS: dict[str, tuple[bool, dict | None]] = {
 }
 
 
+# -- tracking and the viseme engine ----------------------------------------------------------------
+
+
+def _talking_frame(size: tuple[int, int]) -> np.ndarray:
+    """The astronaut portrait filling most of a frame of `size` (w, h), as a webcam would show a face."""
+    import cv2
+    from skimage import data
+
+    w, h = size
+    frame = np.full((h, w, 3), 180, np.uint8)
+    side = int(h * 0.9)
+    face = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (side, side))
+    x, y = (w - side) // 2, (h - side) // 2
+    frame[y : y + side, x : x + side] = face
+    return frame
+
+
+def tracking_and_viseme_rows(seconds: float) -> list[dict]:
+    """Face tracking (mediapipe detection + mesh, causal smoothing) and the viseme engine per frame."""
+    from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
+    from livedub.engines.lipsync import PcmTimeline
+    from livedub.engines.lipsync.viseme import VisemeEngine
+
+    n = 16000 * 6
+    t = np.arange(n) / 16000
+    audio = PcmTimeline((0.2 * np.sin(2 * np.pi * 150 * t) * (np.sin(2 * np.pi * 2.5 * t) > 0)).astype(np.float32))
+    rows: list[dict] = []
+    for size in ((640, 480), (1280, 720)):
+        base = _talking_frame(size)
+        frames = [np.roll(base, k % 5, axis=1) for k in range(5)]  # a little motion, as from a camera
+        tracker = MediapipeFaceTracker()
+        face = tracker.track(frames[0])
+        clock = [0]
+
+        def track(batch: int, tracker=tracker, frames=frames, clock=clock) -> object:
+            for _ in range(batch):
+                clock[0] += 1
+                tracker.track(frames[clock[0] % 5])
+            return None
+
+        row = {"engine": "tracking", "runtime": "mediapipe", "provider": "CPU",
+               "precision": f"uint8-{size[0]}x{size[1]}", "threads": 1, "weights": "bundled"}
+        row.update(time_batches(track, 1, seconds))
+        rows.append(row)
+        print(_format(row), flush=True)
+        engine, stamp = VisemeEngine(), [0.0]
+
+        def viseme(batch: int, engine=engine, frame=base, face=face, stamp=stamp) -> object:
+            times = [(stamp[0] + i / 25.0) % 5.5 for i in range(batch)]
+            stamp[0] += batch / 25.0
+            return engine.render([frame] * batch, [face] * batch, times, audio)
+
+        row = {"engine": "viseme", "runtime": "numpy+opencv", "provider": "CPU",
+               "precision": f"uint8-{size[0]}x{size[1]}", "threads": 1, "weights": "none"}
+        row.update(time_batches(viseme, 1, seconds))
+        rows.append(row)
+        print(_format(row), flush=True)
+        tracker.close()
+    return rows
+
+
 # -- exemplar engine -----------------------------------------------------------------------------------
 
 
@@ -217,15 +255,6 @@ def _format(row: dict) -> str:
             f" {row['fps']:>7.1f} fps  (best {row['best_ms_per_frame']:.2f} ms, cpu {row['cpu_ms_per_frame']:.2f} ms)")
 
 
-def write_results(rows: list[dict], note: str = "") -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    info = machine()
-    path = RESULTS / f"lipsync_throughput-{info['hostname']}.json"
-    payload = {"machine": info, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "note": note, "rows": rows}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
@@ -236,10 +265,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--note", default="", help="e.g. 'other jobs running'")
     args = parser.parse_args(argv)
     rows: list[dict] = []
+    rows += tracking_and_viseme_rows(args.seconds)
     rows += wav2lip_rows(args.batches, args.threads, args.seconds, args.variants)
     rows += exemplar_rows(args.seconds)
     print("\n".join(["", *(_format(r) for r in rows)]))
-    print(f"\nwritten to {write_results(rows, args.note)}")
+    print(f"\nwritten to {write_results('lipsync_throughput', rows, {'note': args.note})}")
 
 
 if __name__ == "__main__":

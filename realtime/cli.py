@@ -30,6 +30,25 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="config file (default ~/.config/livedub/config.toml)")
 
 
+def _lip_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("faces and lips")
+    g.add_argument("--engine", choices=("exemplar", "viseme", "wav2lip"),
+                   help="lip engine (default: wav2lip with a checkpoint; else exemplar for a video or with --bank "
+                        "(the speaker's own mouths); else viseme (a warp, no weights))")
+    g.add_argument("--bank", metavar="FILE",
+                   help="mouth bank of the speaker for the exemplar engine: loaded if it exists, saved after the run")
+    g.add_argument("--checkpoint", metavar="wav2lip_gan.pth", help="official Wav2Lip checkpoint (your file)")
+    g.add_argument("--int8", action="store_true", help="Wav2Lip: static int8 model (faster on CPU, approximate)")
+    g.add_argument("--engine-backend", choices=("auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"), default="auto",
+                   help="where Wav2Lip runs: auto picks the fastest available (tensorrt > ort-trt > ort-cuda > "
+                        "ort-cpu); an unavailable choice falls back with a warning")
+    g.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                   help="Wav2Lip crop padding in pixels (0 10 0 0, as the reference)")
+    g.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo (25)")
+    g.add_argument("--nosmooth", action="store_true", help="no temporal smoothing of the face landmarks")
+    g.add_argument("--box", metavar="'TOP BOTTOM LEFT RIGHT'", help="fixed face box in pixels: skips detection")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="log stage timings (-vv: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -103,21 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when the input has no speech, write it unchanged instead of failing")
     p.add_argument("--subs", action="store_true", help="write OUT.LANG.srt and .vtt in both languages")
     p.add_argument("--report", metavar="OUT.json", help="segments, speeds and time per stage")
-    p.add_argument("--engine", choices=("exemplar", "viseme", "wav2lip"),
-                   help="lip engine (default: wav2lip with a checkpoint; else exemplar for a video or with --bank "
-                        "(the speaker's own mouths); else viseme (a warp, no weights))")
-    p.add_argument("--bank", metavar="FILE",
-                   help="mouth bank of the speaker for the exemplar engine: loaded if it exists, saved after the run")
-    p.add_argument("--checkpoint", metavar="wav2lip_gan.pth", help="official Wav2Lip checkpoint (your file)")
-    p.add_argument("--int8", action="store_true", help="Wav2Lip: static int8 model (faster on CPU)")
-    p.add_argument("--engine-backend", choices=("auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"), default="auto",
-                   help="where Wav2Lip runs: auto picks the fastest available (tensorrt > ort-trt > ort-cuda > "
-                        "ort-cpu); an unavailable choice falls back with a warning")
-    p.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-                   help="Wav2Lip crop padding (0 10 0 0)")
-    p.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo (25)")
-    p.add_argument("--nosmooth", action="store_true", help="no temporal smoothing of the face landmarks")
-    p.add_argument("--box", metavar="'TOP BOTTOM LEFT RIGHT'", help="fixed face box in pixels: skips detection")
+    _lip_flags(p)
     p.add_argument("--mt", choices=("auto", "whisper"), default="auto",
                    help="auto: a text translator (your model, Apertium), whisper's translate task when none "
                         "serves the pair and --to is en; whisper: always whisper's speech → English translation")
@@ -138,21 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face", required=True, metavar="VIDEO|IMAGE", help="video or photo with a face")
     p.add_argument("--audio", required=True, metavar="AUDIO", help="speech to lip-sync (any audio/video file)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="H.264 + AAC mp4")
-    p.add_argument("--engine", choices=("exemplar", "viseme", "wav2lip"),
-                   help="lip engine (default: wav2lip with a checkpoint; else exemplar for a video or with --bank "
-                        "(the speaker's own mouths); else viseme (a warp, no weights))")
-    p.add_argument("--bank", metavar="FILE",
-                   help="mouth bank of the speaker for the exemplar engine: loaded if it exists, saved after the run")
-    p.add_argument("--checkpoint", metavar="wav2lip_gan.pth", help="official Wav2Lip checkpoint (your file)")
-    p.add_argument("--int8", action="store_true", help="Wav2Lip: static int8 model (faster on CPU, approximate)")
-    p.add_argument("--engine-backend", choices=("auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"), default="auto",
-                   help="where Wav2Lip runs: auto picks the fastest available (tensorrt > ort-trt > ort-cuda > "
-                        "ort-cpu); an unavailable choice falls back with a warning")
-    p.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo (25)")
-    p.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-                   help="Wav2Lip crop padding in pixels (0 10 0 0, as the reference)")
-    p.add_argument("--nosmooth", action="store_true", help="no temporal smoothing of the face landmarks")
-    p.add_argument("--box", metavar="'TOP BOTTOM LEFT RIGHT'", help="fixed face box in pixels: skips detection")
+    _lip_flags(p)
     p.add_argument("--resize-factor", type=int, default=1, help="divide the input resolution by this (1)")
     _model_flags(p)
     _common(p)

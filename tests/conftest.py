@@ -42,3 +42,29 @@ def tmp_cache(tmp_path, monkeypatch):
     """An empty livedub cache dir for tests that exercise first-run behaviour."""
     monkeypatch.setenv("LIVEDUB_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def tracker():
+    """A real mediapipe tracker with raw landmarks: tests measure, they do not smooth away."""
+    from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
+
+    t = MediapipeFaceTracker(smoothing=0.0)
+    yield t
+    t.close()
+
+
+@pytest.fixture(scope="module")
+def portrait(tracker):
+    """The astronaut photo's head and shoulders at webcam size (640x480, face ~185 px), and its tracked face.
+
+    Her mouth is open in a smile (teeth showing), so silence must actively close it."""
+    import cv2
+    from skimage.data import astronaut
+
+    bgr = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
+    frame = cv2.resize(bgr[0:240, 100:420], (640, 480), interpolation=cv2.INTER_CUBIC)
+    tracker.reset()
+    face = tracker.track(frame)
+    assert face is not None and face.usable
+    return frame, face

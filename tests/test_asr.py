@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
+from speech_metrics import wer, words_of
 
 from livedub.engines.asr import Recognizer
 from livedub.engines.asr.vad import VoiceActivity, speech_spans
@@ -15,20 +14,6 @@ from livedub.engines.models import whisper_base_dir, whisper_tiny_en_dir
 
 SR = 16_000
 SENTENCE = "My sister bought three apples and a loaf of bread at the market."
-
-
-def words_of(text: str) -> list[str]:
-    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
-
-
-def wer(reference: list[str], hypothesis: list[str]) -> float:
-    """Word error rate: word-level edit distance over the reference length."""
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        diag, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, 1):
-            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (ref != hyp))
-    return row[-1] / max(1, len(reference))
 
 
 @pytest.fixture(scope="module")

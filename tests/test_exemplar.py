@@ -33,27 +33,6 @@ GAP = 0.8
 LIPS = list(lmk.OUTER_LIPS + lmk.INNER_LIPS)
 
 
-@pytest.fixture(scope="module")
-def tracker():
-    from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
-
-    t = MediapipeFaceTracker(smoothing=0.0)  # raw landmarks: measure, do not smooth away
-    yield t
-    t.close()
-
-
-@pytest.fixture(scope="module")
-def portrait(tracker) -> tuple[np.ndarray, Face]:
-    from skimage.data import astronaut
-
-    bgr = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
-    frame = cv2.resize(bgr[0:240, 100:420], (640, 480), interpolation=cv2.INTER_CUBIC)
-    tracker.reset()
-    face = tracker.track(frame)
-    assert face is not None and face.usable
-    return frame, face
-
-
 def head_motion(img: np.ndarray, i: int) -> np.ndarray:
     """A slow, smooth head movement (roll ±2°, scale ±3%, shift ±8 px) so alignment has work to do."""
     m = cv2.getRotationMatrix2D((320, 240), 2.0 * np.sin(0.13 * i), 1.0 + 0.03 * np.sin(0.07 * i))

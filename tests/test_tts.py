@@ -12,16 +12,11 @@ import pytest
 from livedub.engines.audio import resample, rms_db
 from livedub.engines.errors import MissingModelError
 from livedub.engines.models import joe_voice_paths
+from livedub.engines.mt.text import split_sentences
 from livedub.engines.tts import Synthesizer
 from livedub.engines.tts.espeak import EspeakSynthesizer, espeak_languages
 from livedub.engines.tts.piper import PAUSE, PiperSynthesizer
-from livedub.engines.tts.voices import (
-    choose_voice,
-    median_pitch_hz,
-    register_of,
-    split_sentences,
-    voice_register,
-)
+from livedub.engines.tts.voices import choose_voice, median_pitch_hz, register_of, voice_register
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river bank."
 SPANISH = "Hola amigo, hoy hace muy buen tiempo en la ciudad y vamos a pasear."

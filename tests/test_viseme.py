@@ -25,30 +25,6 @@ GAP = 0.8  # seconds of silence before, between and after the two phrases
 
 
 @pytest.fixture(scope="module")
-def tracker():
-    from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
-
-    t = MediapipeFaceTracker(smoothing=0.0)  # raw landmarks: measure, do not smooth away
-    yield t
-    t.close()
-
-
-@pytest.fixture(scope="module")
-def portrait(tracker) -> tuple[np.ndarray, Face]:
-    """The astronaut photo's head and shoulders at webcam size (640x480, face ~185 px), and its face.
-
-    Her mouth is open in a smile (teeth showing), so silence must actively close it."""
-    from skimage.data import astronaut
-
-    bgr = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
-    frame = cv2.resize(bgr[0:240, 100:420], (640, 480), interpolation=cv2.INTER_CUBIC)
-    tracker.reset()
-    face = tracker.track(frame)
-    assert face is not None and face.usable
-    return frame, face
-
-
-@pytest.fixture(scope="module")
 def speech(english_speech) -> np.ndarray:
     silence = np.zeros(int(GAP * SR), np.float32)
     a = english_speech("Hello there, how are you doing today?")

@@ -16,8 +16,8 @@ from functools import cache
 import numpy as np
 
 from ..errors import MissingModelError
+from ..mt.text import split_sentences
 from ..types import Speech
-from .voices import split_sentences
 
 DEFAULT_WPM = 175  # espeak-ng's own default rate, words per minute
 _MIN_WPM, _MAX_WPM = 80, 450  # the range espeak-ng honours

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingModelError
+from ..mt.text import split_sentences
 from ..types import Phoneme, Speech
-from .voices import split_sentences
 
 PAUSE = "_"  # symbol of silent stretches in phoneme timings (sentence edges, punctuation)
 _SPEED_TOLERANCE = 0.03

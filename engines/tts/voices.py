@@ -2,14 +2,12 @@
 
 Piper voice configs carry no gender, so a voice's register is measured once from a short phrase it speaks
 and cached by the model file's hash; a voice may also declare its register (`voice.register`).
-Also home to `split_sentences`, which both backends use to stream sentence by sentence.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from collections.abc import Sequence
 from typing import Literal, TypeVar
@@ -26,15 +24,6 @@ _MIN_VOICED_FRAMES = 5  # 50 ms of voicing before a median means anything
 _PROBE_PHRASE = "A, e, i, o, u. Mama, ama, oma, una. Hello, one, two, three."
 
 V = TypeVar("V")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text` (split after . ! ? … and CJK stops), so streams can start early."""
-    text = " ".join(text.split())
-    if not text:
-        return []
-    parts = re.split(r"(?<=[.!?…])\s+|(?<=[。！？])", text)
-    return [p.strip() for p in parts if p and p.strip()]
 
 
 def median_pitch_hz(pcm16k: np.ndarray, sample_rate: int = 16_000) -> float | None:
