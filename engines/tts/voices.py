@@ -20,6 +20,7 @@ REGISTER_SPLIT_HZ = 165.0  # between typical adult male (~85–155 Hz) and femal
 _FMIN, _FMAX = 60.0, 450.0
 _FRAME_S, _HOP_S = 0.032, 0.010
 _YIN_THRESHOLD = 0.15  # CMND dip below this = periodic frame
+_MAX_ANALYSED_S = 30.0
 _MIN_VOICED_FRAMES = 5  # 50 ms of voicing before a median means anything
 _PROBE_PHRASE = "A, e, i, o, u. Mama, ama, oma, una. Hello, one, two, three."
 
@@ -27,9 +28,17 @@ V = TypeVar("V")
 
 
 def median_pitch_hz(pcm16k: np.ndarray, sample_rate: int = 16_000) -> float | None:
-    """Median F0 of the voiced frames (YIN), or None when nothing in the buffer is periodic speech."""
+    """Median F0 of the voiced frames (YIN), or None when nothing in the buffer is periodic speech.
+
+    A long input is measured on evenly spaced excerpts totalling `_MAX_ANALYSED_S`: a register needs seconds,
+    not hours, and the per-frame matrices would otherwise grow with the input (GBs for 10 minutes)."""
     x = np.asarray(pcm16k, dtype=np.float64).reshape(-1)
     x = np.nan_to_num(x)
+    budget = int(_MAX_ANALYSED_S * sample_rate)
+    if len(x) > budget:
+        piece = sample_rate  # 1 s excerpts keep plenty of whole frames each
+        starts = np.linspace(0, len(x) - piece, budget // piece).astype(int)
+        x = np.concatenate([x[a : a + piece] for a in starts])
     frame = int(round(_FRAME_S * sample_rate))
     hop = int(round(_HOP_S * sample_rate))
     max_lag = int(np.ceil(sample_rate / _FMIN))
