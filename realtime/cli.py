@@ -30,6 +30,15 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="config file (default ~/.config/livedub/config.toml)")
 
 
+def _dub_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("translation and timing")
+    g.add_argument("--mt", choices=("auto", "whisper"), default="auto",
+                   help="auto: a text translator (your model, Apertium), whisper's translate task when none "
+                        "serves the pair and --to is en; whisper: always whisper's speech → English translation")
+    g.add_argument("--min-speed", type=float, default=0.8, help="slowest speech rate to fit a slot (0.8)")
+    g.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to fit a slot (1.3)")
+
+
 def _lip_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("faces and lips")
     g.add_argument("--engine", choices=("exemplar", "viseme", "wav2lip"),
@@ -76,11 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="source", metavar="LANG", help="source language (default: detect)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.wav", help="translated speech (16-bit WAV)")
     p.add_argument("--transcript", metavar="OUT.json", help="segments with times, texts and speeds")
-    p.add_argument("--mt", choices=("auto", "whisper"), default="auto",
-                   help="auto: a text translator (your model, Apertium), whisper's translate task when none "
-                        "serves the pair and --to is en; whisper: always whisper's speech → English translation")
-    p.add_argument("--min-speed", type=float, default=0.8, help="slowest speech rate to fit a slot (0.8)")
-    p.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to fit a slot (1.3)")
+    _dub_flags(p)
     _model_flags(p)
     _common(p)
     p.set_defaults(func=commands.speech)
@@ -123,11 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subs", action="store_true", help="write OUT.LANG.srt and .vtt in both languages")
     p.add_argument("--report", metavar="OUT.json", help="segments, speeds and time per stage")
     _lip_flags(p)
-    p.add_argument("--mt", choices=("auto", "whisper"), default="auto",
-                   help="auto: a text translator (your model, Apertium), whisper's translate task when none "
-                        "serves the pair and --to is en; whisper: always whisper's speech → English translation")
-    p.add_argument("--min-speed", type=float, default=0.8, help="slowest speech rate to fit a slot (0.8)")
-    p.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to fit a slot (1.3)")
+    _dub_flags(p)
     _model_flags(p)
     _common(p)
     p.set_defaults(func=_translate)
