@@ -20,6 +20,7 @@ log = logging.getLogger("livedub.video")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_SIDE = 4096  # larger inputs are scaled down: nothing downstream needs more
+RING_IN_MEMORY = 256 << 20  # bytes of frames kept in memory for looping before a disk ring is used
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,21 @@ class FaceVideo:
             log.warning("%s: video decoding stopped early (%s)", self.path, _first_line(exc))
 
     def frames(self, n: int) -> Iterator[np.ndarray]:
-        """Exactly `n` frames: forward, then ping-pong over a disk cache of what was decoded."""
+        """Exactly `n` frames: forward, then back and forth over the end of the video.
+
+        Only the frames the loop will replay are kept: the last `n - count` (a dub slightly longer than the
+        video) or all of them (a short clip under long audio), in memory when small, else in a disk ring.
+        """
         if self._image is not None:
             for _ in range(n):
                 yield self._image
             return
         shape = (self.info.height, self.info.width, 3)
-        cache: np.memmap | None = None
+        expected = self.info.frames
+        keep = 0 if n <= expected else min(expected + 8, n - expected + 16)  # + slack for a miscounted video
+        ring: np.ndarray | None = None
         decoded = 0
+        frame = None
         with contextlib.ExitStack() as stack:
             for frame in self._decode():
                 if decoded >= n:
@@ -131,22 +139,29 @@ class FaceVideo:
                     import cv2
 
                     frame = cv2.resize(frame, (shape[1], shape[0]))
-                if n > self.info.frames:  # looping will be needed: keep frames on disk, not in memory
-                    if cache is None:
-                        cache_file = stack.enter_context(tempfile.TemporaryFile(prefix="livedub-frames-"))
-                        cache = np.memmap(cache_file, np.uint8, "w+", shape=(max(self.info.frames, 1) * 2 + 8, *shape))
-                    if decoded < cache.shape[0]:
-                        cache[decoded] = frame
+                if keep:
+                    if ring is None:
+                        ring = _frame_ring(stack, keep, shape)
+                    ring[decoded % keep] = frame
                 yield frame
                 decoded += 1
             if decoded == 0:
                 raise BadInputError(f"{self.path}: no frame could be decoded")
-            usable = min(decoded, cache.shape[0]) if cache is not None else decoded
+            oldest = decoded - min(keep, decoded)
             for i in range(decoded, n):
-                if cache is None:  # the count was underestimated without a cache: hold the last frame
+                if ring is None:  # the video held fewer frames than its header said: hold the last one
                     yield frame
                     continue
-                yield np.array(cache[_ping_pong(i, usable)])
+                j = max(_ping_pong(i, decoded), oldest)
+                yield np.array(ring[j % keep])
+
+
+def _frame_ring(stack: contextlib.ExitStack, size: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """Room for `size` frames: memory up to RING_IN_MEMORY bytes, else a temporary file (memory stays flat)."""
+    if size * int(np.prod(shape)) <= RING_IN_MEMORY:
+        return np.empty((size, *shape), np.uint8)
+    file = stack.enter_context(tempfile.TemporaryFile(prefix="livedub-frames-"))  # noqa: SIM115 (closed by the stack)
+    return np.memmap(file, np.uint8, "w+", shape=(size, *shape))
 
 
 def _ping_pong(i: int, count: int) -> int:
