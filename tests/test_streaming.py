@@ -40,9 +40,13 @@ def story_pcm(english_speech):
 
 @pytest.fixture(scope="module")
 def streamed(tiny, story_pcm):
-    """The story fed in 0.5 s chunks with no pause long enough to end the utterance, then flushed."""
+    """The story fed in 0.5 s chunks with no pause long enough to end the utterance, then flushed.
+
+    The last 0.6 s arrive as one chunk, so the final words are new to the last pass (only heard once) and
+    must wait for the flush, whatever the clip's length modulo the chunk size."""
     stream = StreamingRecognizer(tiny, language="en")
-    during = feed_in_chunks(stream, story_pcm, 0.5)
+    last = int(0.6 * SR)
+    during = feed_in_chunks(stream, story_pcm[:-last], 0.5) + stream.feed(story_pcm[-last:])
     tail = stream.flush()
     return stream, during, tail
 
