@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from livedub.engines import registry
-from livedub.engines.audio import decode_audio, write_wav
+from livedub.engines.audio import SAMPLE_RATE, decode_audio, resample, write_wav
 from livedub.engines.errors import LivedubError
 from livedub.engines.metrics import format_table
 from livedub.engines.settings import Settings, config_path, load_settings
@@ -237,8 +237,8 @@ def lipsync(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with times.stage("decode"):
         video = FaceVideo(args.face, fps=args.fps, resize_factor=args.resize_factor)
-        pcm = decode_audio(args.audio)
-        audio_out = decode_audio(args.audio, 48_000)
+        audio_out = decode_audio(args.audio, 48_000)  # decoded once; the analysis copy is resampled
+        pcm = resample(audio_out, 48_000, SAMPLE_RATE)
     with times.stage("vad"):
         if not speech_spans(pcm):
             raise BadInputError(f"{args.audio}: no speech found (silence or noise): nothing to lip-sync")

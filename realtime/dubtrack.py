@@ -57,6 +57,7 @@ class DubTrack:
     sample_rate: int = TIMELINE_RATE  # what `window()` returns (the `AudioTimeline` contract)
     clips: list[DubClip] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _starts: list[float] = field(default_factory=list, repr=False)  # clips' starts, ascending (for bisect)
 
     @property
     def end(self) -> float:
@@ -91,14 +92,22 @@ class DubTrack:
                 speed=speed,
             )
             self.clips.append(clip)
+            self._starts.append(start)  # after the clip: a reader that sees n starts finds n clips
         return clip
 
     def _overlapping(self, start: float, end: float) -> list[DubClip]:
-        with self._lock:
-            clips = list(self.clips)
-        starts = [c.start for c in clips]
-        i = max(bisect.bisect_right(starts, start) - 1, 0)
-        return [c for c in clips[i:] if c.start < end and c.end > start]
+        """Clips playing during [start, end). Runs several times per video frame, so no copy and no scan:
+        clips are only appended, start in ascending order and never overlap, so a bisect finds the first."""
+        n = len(self._starts)
+        i = max(bisect.bisect_right(self._starts, start, 0, n) - 1, 0)
+        found = []
+        for k in range(i, n):
+            clip = self.clips[k]
+            if clip.start >= end:
+                break
+            if clip.end > start:
+                found.append(clip)
+        return found
 
     def window(self, start: float, end: float) -> np.ndarray:
         """16 kHz PCM for [start, end): silence outside the clips (the `AudioTimeline` contract)."""

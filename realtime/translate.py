@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livedub.engines.audio import decode_audio
+from livedub.engines.audio import SAMPLE_RATE, decode_audio, resample
 from livedub.engines.errors import BadInputError
 from livedub.engines.lipsync import PcmTimeline
 from livedub.engines.metrics import StageTimes
@@ -70,8 +70,11 @@ def _dub(args: argparse.Namespace, settings: Settings, video: FaceVideo,
     if not args.audio and not video.info.has_audio:
         raise BadInputError(f"{args.input}: has no audio track: pass --audio FILE or --text \"...\" to dub it")
     with times.stage("decode-audio", log):
-        pcm = decode_audio(speech_file)
-        original = decode_audio(speech_file, OUTPUT_RATE) if args.keep_original > 0 else None
+        if args.keep_original > 0:  # decode once at the output rate; the recognizer's copy is resampled
+            original = decode_audio(speech_file, OUTPUT_RATE)
+            pcm = resample(original, OUTPUT_RATE, SAMPLE_RATE)
+        else:
+            original, pcm = None, decode_audio(speech_file)
     dubber = SpeechDubber(args.to, source=args.source, settings=settings, min_speed=args.min_speed,
                           max_speed=args.max_speed, output_rate=OUTPUT_RATE, times=times, mt=args.mt)
     try:
@@ -79,7 +82,7 @@ def _dub(args: argparse.Namespace, settings: Settings, video: FaceVideo,
     except BadInputError as exc:
         if args.keep_if_no_speech and "no speech" in str(exc):
             log.warning("%s: %s; writing the video unchanged (--keep-if-no-speech)", speech_file, exc)
-            return None, decode_audio(speech_file, OUTPUT_RATE)
+            return None, original if original is not None else decode_audio(speech_file, OUTPUT_RATE)
         raise
 
 

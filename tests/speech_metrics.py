@@ -1,6 +1,10 @@
-"""Word error rate for tests that compare transcripts."""
+"""Helpers for speech tests: word error rate, and a test utterance with pauses."""
 
 import re
+
+import numpy as np
+
+PAUSE_S = 0.8  # seconds of silence before, between and after the two phrases of `two_phrases`
 
 
 def words_of(text: str) -> list[str]:
@@ -17,3 +21,11 @@ def wer(reference: list[str], hypothesis: list[str]) -> float:
         for j, hyp in enumerate(hypothesis, 1):
             diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (ref != hyp))
     return row[-1] / max(1, len(reference))
+
+
+def two_phrases(say, sample_rate: int = 16_000) -> np.ndarray:
+    """Two spoken phrases separated and surrounded by `PAUSE_S` of digital silence (`say`: text → PCM)."""
+    silence = np.zeros(int(PAUSE_S * sample_rate), np.float32)
+    a = say("Hello there, how are you doing today?")
+    b = say("I am fine, thank you very much.")
+    return np.concatenate([silence, a, silence, b, silence])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from speech_metrics import PAUSE_S, two_phrases
 
 from livedub.engines.errors import BadInputError
 from livedub.engines.face import Face
@@ -29,7 +30,6 @@ from livedub.engines.types import Phoneme
 
 FPS = 25.0
 SR = 16_000
-GAP = 0.8
 LIPS = list(lmk.OUTER_LIPS + lmk.INNER_LIPS)
 
 
@@ -67,10 +67,7 @@ def bank(source) -> MouthBank:
 
 @pytest.fixture(scope="module")
 def speech(english_speech) -> np.ndarray:
-    silence = np.zeros(int(GAP * SR), np.float32)
-    a = english_speech("Hello there, how are you doing today?")
-    b = english_speech("I am fine, thank you very much.")
-    return np.concatenate([silence, a, silence, b, silence])
+    return two_phrases(english_speech)
 
 
 def measure(tracker, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +160,7 @@ def test_mouth_closed_in_silence(dubbed, source):
     assert np.nanmax(opening[silent]) < 0.04
     assert np.nanstd(opening[silent]) < 0.005
     # one still mouth per pause: the same exemplar throughout the leading silence
-    lead = [choice[i] for i in range(len(choice)) if dubbed["times"][i] < GAP - 0.3]
+    lead = [choice[i] for i in range(len(choice)) if dubbed["times"][i] < PAUSE_S - 0.3]
     assert len(set(lead)) == 1
 
 

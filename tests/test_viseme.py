@@ -9,6 +9,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+from speech_metrics import PAUSE_S, two_phrases
 
 from livedub.engines.face import Face
 from livedub.engines.face import landmarks as lmk
@@ -21,15 +22,11 @@ from livedub.engines.types import Phoneme
 
 FPS = 25.0
 SR = 16_000
-GAP = 0.8  # seconds of silence before, between and after the two phrases
 
 
 @pytest.fixture(scope="module")
 def speech(english_speech) -> np.ndarray:
-    silence = np.zeros(int(GAP * SR), np.float32)
-    a = english_speech("Hello there, how are you doing today?")
-    b = english_speech("I am fine, thank you very much.")
-    return np.concatenate([silence, a, silence, b, silence])
+    return two_phrases(english_speech)
 
 
 def measure_openings(tracker, frames: list[np.ndarray]) -> np.ndarray:
@@ -95,7 +92,7 @@ def test_mouth_closed_in_silence(dubbed, portrait):
 def test_silent_frames_identical(dubbed):
     """Silence gives the very same picture every frame: a still mouth, not a twitching one."""
     times, outs, _, envelope, _ = dubbed
-    quiet = [i for i in range(len(times)) if times[i] < GAP - 0.3]
+    quiet = [i for i in range(len(times)) if times[i] < PAUSE_S - 0.3]
     assert len(quiet) > 5
     for i in quiet[1:]:
         assert np.array_equal(outs[i], outs[quiet[0]])
