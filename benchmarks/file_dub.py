@@ -25,7 +25,7 @@ from livedub.engines import registry  # noqa: E402
 from livedub.engines.audio import resample  # noqa: E402
 from livedub.engines.settings import Settings  # noqa: E402
 from livedub.realtime.cli import main as livedub  # noqa: E402
-from livedub.realtime.video import Mp4Writer  # noqa: E402
+from livedub.realtime.io.files import Mp4Writer  # noqa: E402
 
 LINES = [
     "Good morning and welcome to the weekly meeting.", "The house by the river is very big.",

@@ -23,6 +23,24 @@ def resample(pcm: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(pcm, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
 
 
+class StreamResampler:
+    """Chunked resampling for live audio (a microphone's 48 kHz frames → 16 kHz) without seams between chunks."""
+
+    def __init__(self, from_rate: int, to_rate: int):
+        self.from_rate, self.to_rate = int(from_rate), int(to_rate)
+        self._stream = None
+        if self.from_rate != self.to_rate:
+            import soxr
+
+            self._stream = soxr.ResampleStream(self.from_rate, self.to_rate, 1, dtype="float32", quality="HQ")
+
+    def __call__(self, pcm: np.ndarray, last: bool = False) -> np.ndarray:
+        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        if self._stream is None:
+            return pcm.copy()
+        return self._stream.resample_chunk(pcm, last=last).astype(np.float32, copy=False)
+
+
 def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio stream of any file av can read into mono float32 PCM at `sample_rate`.
 

@@ -45,6 +45,37 @@ class StageTimes:
         return format_table(rows)
 
 
+class RollingStats:
+    """The last `size` samples of each named latency (seconds): p50/p95 for `--stats`, `/stats`, benchmarks."""
+
+    def __init__(self, size: int = 1000):
+        from collections import deque
+
+        self._size = size
+        self._samples: dict[str, deque] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        from collections import deque
+
+        self._samples.setdefault(name, deque(maxlen=self._size)).append(float(seconds))
+
+    def percentile(self, name: str, q: float) -> float | None:
+        values = sorted(self._samples.get(name, ()))
+        if not values:
+            return None
+        k = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
+        return values[k]
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """{stage: {"p50_ms", "p95_ms", "n"}} over the samples kept."""
+        out = {}
+        for name, values in list(self._samples.items()):
+            if values:
+                out[name] = {"p50_ms": round(1000 * (self.percentile(name, 50) or 0.0), 1),
+                             "p95_ms": round(1000 * (self.percentile(name, 95) or 0.0), 1), "n": len(values)}
+        return out
+
+
 def format_table(rows: list[list[str]], max_width: int = 60) -> str:
     """Left-aligned columns with a rule under the header row (stage timings, `livedub models`, benchmarks)."""
     widths = [min(max(len(r[i]) for r in rows), max_width) for i in range(len(rows[0]))]

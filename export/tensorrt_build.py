@@ -12,64 +12,19 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
-from livedub.engines.errors import LivedubError, MissingModelError
+from livedub.engines.errors import LivedubError
+from livedub.engines.gpu import INSTALL_HINT, driver_version, gpu_name, require_tensorrt  # noqa: F401 (re-exported)
 from livedub.engines.models import cache_dir, sha256_file
 
 from .onnx_export import INPUT_NAMES, _atomic_target, cached_onnx
 
 log = logging.getLogger("livedub.export")
 
-INSTALL_HINT = "pip install 'livedub[gpu]'"
 # per-frame input shapes; the batch dimension is the dynamic one
 FRAME_SHAPES = {"mel": (1, 80, 16), "face": (6, 96, 96)}
-
-
-def gpu_name() -> str | None:
-    """The first CUDA GPU's name (torch if it sees one, else nvidia-smi), or None when there is none."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return _smi("name")
-
-
-def _smi(field: str) -> str | None:
-    """One field of the first GPU from nvidia-smi, or None (no driver, no GPU)."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe, f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    first = out.strip().splitlines()[:1]
-    return first[0].strip() if first and first[0].strip() else None
-
-
-def driver_version() -> str | None:
-    return _smi("driver_version")
-
-
-def require_tensorrt():
-    """The tensorrt module, on a machine with a CUDA GPU; else one clear MissingModelError."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise MissingModelError(f"TensorRT is not installed: {INSTALL_HINT}") from None
-    except OSError as exc:  # the wheel is there but its CUDA libraries are not
-        raise MissingModelError(f"TensorRT cannot load its libraries ({exc}); reinstall with {INSTALL_HINT}") from None
-    if gpu_name() is None:
-        raise MissingModelError("TensorRT needs an NVIDIA GPU with its driver; none is visible on this machine")
-    return trt
 
 
 def _slug(text: str) -> str:

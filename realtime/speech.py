@@ -13,21 +13,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from livedub.engines import registry
 from livedub.engines.asr import Recognizer
 from livedub.engines.audio import SAMPLE_RATE
 from livedub.engines.errors import BadInputError
 from livedub.engines.metrics import StageTimes
 from livedub.engines.mt import Translator
+from livedub.engines.mt.text import SENTENCE_END
 from livedub.engines.settings import Settings
 from livedub.engines.tts import Synthesizer
 from livedub.engines.types import Segment, Speech
 
 from .dubtrack import MIN_GAP, DubTrack, speed_fit
+from .factory import ModelPool
 
 log = logging.getLogger("livedub.speech")
 
-SENTENCE_END = (".", "!", "?", "。", "！", "？", "…")
 MAX_MERGED_SECONDS = 12.0
 TAIL_SLACK = 0.6  # seconds the last clip may run past the source speech before pushing anything
 
@@ -150,6 +150,7 @@ class SpeechDubber:
         *,
         source: str | None = None,
         settings: Settings | None = None,
+        pool: ModelPool | None = None,
         recognizer: Recognizer | None = None,
         min_speed: float = 0.8,
         max_speed: float = 1.3,
@@ -161,7 +162,7 @@ class SpeechDubber:
             raise BadInputError(f"--mt whisper translates speech into English only, not into '{target}'")
         self.mt = mt
         self.target, self.source = target, source
-        self.settings = settings or Settings()
+        self.pool = pool or ModelPool(settings)
         self._recognizer = recognizer
         self.min_speed, self.max_speed = min_speed, max_speed
         self.output_rate = output_rate
@@ -170,7 +171,7 @@ class SpeechDubber:
     @property
     def recognizer(self) -> Recognizer:
         if self._recognizer is None:
-            self._recognizer = registry.recognizer(self.settings)
+            self._recognizer = self.pool.recognizer()
         return self._recognizer
 
     def dub(self, pcm: np.ndarray, progress: Callable[[int], None] | None = None,
@@ -191,11 +192,11 @@ class SpeechDubber:
             raise BadInputError("no words recognised in the input's speech")
         source = self.source or transcript.language
         log.info("source language %s (p=%.2f), %d sentences", source, transcript.language_probability, len(segs))
-        translator = None if self.mt == "whisper" else registry.translator(source, self.target, self.settings)
+        translator = None if self.mt == "whisper" else self.pool.translator(source, self.target)
         voiced = np.concatenate([pcm[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in spans])
         with self.times.stage("pitch", log):
             pitch = median_pitch_hz(voiced)
-        synth = registry.synthesizer(self.target, self.settings, pitch_hz=pitch)
+        synth = self.pool.synthesizer(self.target, pitch_hz=pitch)
         maker = ClipMaker(translator, synth, min_speed=self.min_speed, max_speed=self.max_speed, times=self.times)
         track = DubTrack(output_rate=self.output_rate or synth.sample_rate)
         if total:
@@ -232,6 +233,7 @@ def dub_text(
     source: str,
     target: str,
     settings: Settings | None = None,
+    pool: ModelPool | None = None,
     lead_in: float = 0.5,
     pause: float = 0.35,
     output_rate: int | None = None,
@@ -240,18 +242,18 @@ def dub_text(
     """Speak written `text` (in `source`) in `target`, sentence after sentence from `lead_in` seconds."""
     from livedub.engines.mt.text import split_sentences
 
-    settings = settings or Settings()
+    pool = pool or ModelPool(settings)
     times = times or StageTimes()
     parts = split_sentences(text)
     if not parts:
         raise BadInputError("the text to speak is empty")
-    translator = registry.translator(source, target, settings)
+    translator = pool.translator(source, target)
     if translator is None:
         raise BadInputError(
             f"no text translator for {source} → {target} (whisper translates speech, not text): "
             f"pass --mt-model {source}-{target}=DIR or give the text in {target}"
         )
-    maker = ClipMaker(translator, registry.synthesizer(target, settings), times=times)
+    maker = ClipMaker(translator, pool.synthesizer(target), times=times)
     track = DubTrack(output_rate=output_rate or maker.synthesizer.sample_rate)
     rows: list[DubbedSegment] = []
     at = lead_in

@@ -144,16 +144,17 @@ def test_unknown_backend_is_a_clear_error(models):
 def test_engine_backend_flag_reaches_the_engine(checkpoint, tmp_cache, caplog):
     """--engine-backend tensorrt on a CPU machine: the dub still runs, on ort-cpu, after one warning."""
     from livedub.engines.lipsync.wav2lip import Wav2LipEngine
-    from livedub.engines.settings import Settings
     from livedub.realtime.cli import build_parser
-    from livedub.realtime.commands import lip_engine
+    from livedub.realtime.cli.common import config_from
+    from livedub.realtime.factory import ModelPool
 
     parser = build_parser()
     args = parser.parse_args(["lipsync", "--face", "f.jpg", "--audio", "a.wav", "-o", "o.mp4",
                               "--checkpoint", str(checkpoint), "--engine-backend", "tensorrt"])
     assert parser.parse_args(["translate", "in.mp4", "--to", "es", "-o", "o.mp4"]).engine_backend == "auto"
     caplog.set_level(logging.INFO, logger="livedub.lipsync")
-    engine = lip_engine(args, Settings())
+    config = config_from(args, target="en")
+    engine = ModelPool(config.settings).lip_engine(config, video=False)
     assert isinstance(engine, Wav2LipEngine) and engine.backend == "ort-cpu"
     assert len(_warnings(caplog)) == 1
     with pytest.raises(SystemExit):
@@ -342,5 +343,8 @@ def test_tensorrt_plan_is_reused(built_plan, checkpoint, monkeypatch):
 def test_auto_picks_tensorrt_on_a_gpu(built_plan, models, checkpoint, monkeypatch, caplog):
     monkeypatch.setenv("LIVEDUB_CACHE", built_plan["cache"])
     caplog.set_level(logging.INFO, logger="livedub.lipsync")
-    runner = select_backend("auto", onnx_path=models["fp32"], checkpoint=checkpoint, max_batch=16)
+    from livedub.realtime.factory import build_plan
+
+    runner = select_backend("auto", onnx_path=models["fp32"], checkpoint=checkpoint, max_batch=16,
+                            plan_builder=build_plan)
     assert runner.name == "tensorrt" and not _warnings(caplog)

@@ -15,7 +15,7 @@ from livedub.engines.face.landmarks import mouth_opening
 from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
 from livedub.engines.lipsync.sync_metric import evaluate_sync
 from livedub.realtime.cli import main
-from livedub.realtime.video import Mp4Writer
+from livedub.realtime.io.files import Mp4Writer
 
 FPS = 25
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from livedub.engines.errors import BadInputError
-from livedub.realtime.video import FaceVideo, Mp4Writer
+from livedub.realtime.io.files import FaceVideo, Mp4Writer
 
 
 def levels_video_of(path, count: int, size=(320, 240)):

@@ -398,7 +398,8 @@ def test_int8_close_to_fp32(exported, astronaut, speech, monkeypatch):
     # the engine picks the cached int8 model instead of calibrating again
     monkeypatch.setenv("LIVEDUB_CACHE", str(exported["cache"]))
     mtime = int8.stat().st_mtime_ns
-    engine = Wav2LipEngine(onnx_path=exported["path"], providers=["CPUExecutionProvider"], int8=True)
+    engine = Wav2LipEngine(onnx_path=exported["path"], providers=["CPUExecutionProvider"], int8=True,
+                           quantizer=quantize_int8)
     out = engine.render([frame], [face], [0.5], PcmTimeline(speech))[0]
     assert out.shape == frame.shape and not np.array_equal(out, frame)
     assert int8.stat().st_mtime_ns == mtime

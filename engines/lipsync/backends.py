@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -102,7 +102,7 @@ class TensorRTRunner:
     pads_batches = False
 
     def __init__(self, plan_path: str | os.PathLike):
-        from livedub.export.tensorrt_build import require_tensorrt
+        from ..gpu import require_tensorrt
 
         trt = require_tensorrt()
         self._device = _TorchCuda() if _torch_cuda() else _CudaPython()
@@ -205,14 +205,20 @@ class _CudaPython:
 # -- selection ---------------------------------------------------------------------------------------------
 
 
+PlanBuilder = Callable[[Path, int], Path]  # (checkpoint or ONNX, max batch) → a TensorRT plan (export/ builds it)
+
+
 def _start(name: str, onnx_path: Path, *, source: Path | None, plan_path: Path | None, threads: int | None,
-           max_batch: int) -> Runner:
+           max_batch: int, plan_builder: PlanBuilder | None) -> Runner:
     """Start one backend or raise LivedubError saying why it cannot run here."""
     if name == "tensorrt":
         if plan_path is None:
-            from livedub.export.tensorrt_build import cached_plan
+            from ..gpu import require_tensorrt
 
-            plan_path = cached_plan(source or onnx_path, fp16=True, max_batch=max_batch)
+            require_tensorrt()  # one clear line on a CPU machine, before anything else is asked
+            if plan_builder is None:
+                raise MissingModelError("no TensorRT plan given and no builder to make one")
+            plan_path = plan_builder(source or onnx_path, max_batch)
         return TensorRTRunner(plan_path)
     provider = _PROVIDER_OF[name]
     if name != "ort-cpu":
@@ -230,11 +236,12 @@ def _start(name: str, onnx_path: Path, *, source: Path | None, plan_path: Path |
 
 def select_backend(choice: str = "auto", *, onnx_path: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
                    plan_path: str | os.PathLike | None = None, threads: int | None = None,
-                   max_batch: int = 64) -> Runner:
+                   max_batch: int = 64, plan_builder: PlanBuilder | None = None) -> Runner:
     """A runner for `choice` ("auto" or one of BACKENDS), falling back down BACKENDS when it cannot start.
 
     auto logs its pick in one info line; an explicit choice that falls back logs one warning naming why.
-    `checkpoint` keys the TensorRT plan cache (else the ONNX file does); `plan_path` skips the build.
+    `checkpoint` keys the TensorRT plan cache (else the ONNX file does); `plan_path` skips the build, else
+    `plan_builder` makes the plan (the ModelPool passes export's cached builder).
     """
     if choice not in CHOICES:
         raise LivedubError(f"engine backend {choice!r}: choose one of {', '.join(CHOICES)}")
@@ -244,7 +251,8 @@ def select_backend(choice: str = "auto", *, onnx_path: str | os.PathLike, checkp
     for name in BACKENDS[start:]:
         try:
             runner = _start(name, onnx_path, source=Path(checkpoint) if checkpoint else None,
-                            plan_path=Path(plan_path) if plan_path else None, threads=threads, max_batch=max_batch)
+                            plan_path=Path(plan_path) if plan_path else None, threads=threads, max_batch=max_batch,
+                            plan_builder=plan_builder)
         except Exception as exc:  # a GPU stack can fail in many ways; each only means "not here"
             if name == "ort-cpu":
                 raise

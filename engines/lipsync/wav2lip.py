@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -28,13 +28,16 @@ from ..face import Face
 from ..models import cache_dir, sha256_file
 from . import AudioTimeline
 from . import composite as comp
-from .backends import OrtRunner, Runner, default_providers, select_backend
+from .backends import OrtRunner, PlanBuilder, Runner, default_providers, select_backend
 from .backends import open_session as open_session  # re-exported: benchmarks open sessions the engine's way
 from .mel import MEL_RATE, WINDOW_STEPS, mel_window_from, time_start
 from .mouth_shape import CLOSED
 from .viseme import VisemeEngine
 
 log = logging.getLogger("livedub.lipsync")
+
+# (fp32 ONNX, int8 target, calibration faces, calibration mels) → the int8 model (export/ calibrates it)
+Quantizer = Callable[[Path, Path, np.ndarray, np.ndarray], Path]
 
 IMG = 96
 WINDOW_S = WINDOW_STEPS / MEL_RATE  # 0.2 s of audio per frame
@@ -107,20 +110,17 @@ class Wav2LipEngine:
 
     name = "wav2lip"
 
-    def __init__(self, checkpoint: str | os.PathLike | None = None, onnx_path: str | os.PathLike | None = None,
-                 *, providers: Sequence | None = None, backend: str = "auto",
+    def __init__(self, onnx_path: str | os.PathLike | None = None, *, checkpoint: str | os.PathLike | None = None,
+                 providers: Sequence | None = None, backend: str = "auto",
+                 plan_builder: PlanBuilder | None = None, quantizer: Quantizer | None = None,
                  plan_path: str | os.PathLike | None = None, max_batch: int = 64, batch_size: int = 8,
                  pads: tuple[int, int, int, int] = (0, 10, 0, 0), int8: bool = False, colour_match: bool = True,
                  silence_db: float = -50.0, silence_margin: float = 0.2, threads: int | None = None):
         if onnx_path is None:
-            if checkpoint is None:
-                raise MissingModelError(
-                    "Wav2Lip needs a model: pass --checkpoint wav2lip_gan.pth (or wav2lip.pth) from the "
-                    "Wav2Lip authors, or an exported --onnx file; none is bundled or downloaded."
-                )
-            from livedub.export.onnx_export import cached_onnx
-
-            onnx_path = cached_onnx(checkpoint)
+            raise MissingModelError(
+                "Wav2Lip needs a model: pass --checkpoint wav2lip_gan.pth (or wav2lip.pth) from the "
+                "Wav2Lip authors, or an exported --onnx file; none is bundled or downloaded."
+            )
         self.onnx_path = Path(onnx_path)
         if not self.onnx_path.is_file():
             raise MissingModelError(f"{self.onnx_path}: no such ONNX file (export it with `livedub export`)")
@@ -132,6 +132,9 @@ class Wav2LipEngine:
         self._closer = VisemeEngine()  # closes the mouth in silence, no weights needed
         self.threads = threads
         self.int8 = int8
+        if int8 and quantizer is None:
+            raise MissingModelError("int8 Wav2Lip needs a quantizer (the ModelPool passes export's)")
+        self._quantizer = quantizer
         self._runner: Runner | None = None
         if int8 or providers is not None:  # int8 opens once calibrated, on these providers
             self.providers = list(providers) if providers is not None else default_providers()
@@ -140,7 +143,7 @@ class Wav2LipEngine:
         else:
             self._runner = select_backend(backend, onnx_path=self.onnx_path, checkpoint=checkpoint,
                                           plan_path=plan_path, threads=threads,
-                                          max_batch=max(int(max_batch), self.batch_size))
+                                          max_batch=max(int(max_batch), self.batch_size), plan_builder=plan_builder)
             self.providers = list(getattr(self._runner, "providers", []))
 
     @property
@@ -205,12 +208,10 @@ class Wav2LipEngine:
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def _int8_model(self, faces: np.ndarray, mels: np.ndarray) -> Path:
-        from livedub.export.onnx_export import quantize_int8
-
         target = cache_dir() / "wav2lip" / f"{sha256_file(self.onnx_path)}.int8.onnx"
         if not target.exists():
             log.info("calibrating int8 Wav2Lip on %d face crops (once per model)", len(faces))
-            quantize_int8(self.onnx_path, target, faces, mels)
+            self._quantizer(self.onnx_path, target, faces, mels)
         return target
 
     def _paste(self, frame: np.ndarray, face: Face, box: tuple[int, int, int, int], pred: np.ndarray):

@@ -54,3 +54,16 @@ def iso3_candidates(code: str) -> tuple[str, ...]:
     iso1 = to_iso1(code)
     iso3 = to_iso3(code)
     return (iso3, *_MEMBERS.get(iso1, ()))
+
+
+def check_language(code: str, role: str = "language") -> str:
+    """`code` normalised ("ES" → "es") when it is a language livedub knows; else one clear error naming it."""
+    from ..errors import BadInputError
+
+    norm = (code or "").strip().lower()
+    if norm in ISO3:
+        return norm
+    if len(norm) == 3 and norm in ISO1:
+        return ISO1[norm]
+    hint = "an ISO 639-1 code such as en, es, de, fr, pt, zh"
+    raise BadInputError(f"{role} language {code!r} is not a language code livedub knows ({hint})")

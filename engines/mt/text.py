@@ -15,6 +15,8 @@ _TERMINAL = ".!?…؟।۔"
 # Ends a sentence even when the next sentence follows without a space (CJK full-width marks).
 _CJK_TERMINAL = "。！？"
 _CLOSERS = "\"'”’»)]}」』）"
+# What a recognised word ends with when it ends a sentence (word-level: for sentence grouping of ASR output).
+SENTENCE_END = (".", "!", "?", "。", "！", "？", "…")
 _BOUNDARY = re.compile(
     rf"(?:[{re.escape(_TERMINAL)}]+[{re.escape(_CLOSERS)}]*(?=\s|$)|[{_CJK_TERMINAL}]+[{re.escape(_CLOSERS)}]*)"
 )

@@ -6,7 +6,9 @@ import contextlib
 import logging
 import math
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from livedub.engines.errors import BadInputError
+from livedub.engines.metrics import StageTimes
 
 log = logging.getLogger("livedub.video")
 
@@ -242,3 +245,67 @@ class Mp4Writer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def prefetch(items: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Run a frame iterator in a thread, `size` frames ahead: decoding overlaps tracking on another core."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    done = object()
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # hand decoder errors to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=worker, name="livedub-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+class BackgroundWriter:
+    """Encodes frames on a thread so x264 works while the next batch is tracked and rendered."""
+
+    def __init__(self, writer: Mp4Writer, times: StageTimes, size: int = 16):
+        self.writer, self.times = writer, times
+        self.q: queue.Queue = queue.Queue(maxsize=size)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="livedub-encode", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (frame := self.q.get()) is not None:
+            if self.error is None:
+                try:
+                    with self.times.stage("encode"):
+                        self.writer.write(frame)
+                except BaseException as exc:
+                    self.error = exc
+
+    def put(self, frame: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(frame)
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error

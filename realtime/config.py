@@ -1,0 +1,57 @@
+"""`DubConfig`: everything one dubbing session needs to know, built once at the edge (the CLI).
+
+Nothing below the CLI sees argparse: sessions, the model pool and the transports take this frozen object.
+Values are already checked when it exists; `replace()` makes a variant (e.g. another target language).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from livedub.engines.settings import Settings
+
+LIP_ENGINES = ("exemplar", "viseme", "wav2lip")
+WAV2LIP_BACKENDS = ("auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu")
+OUTPUT_RATE = 48_000  # Hz of every translated audio output (mp4 AAC, virtual microphone, WebRTC opus)
+
+
+@dataclass(frozen=True)
+class DubConfig:
+    """Languages, engines, speeds and paths of one dub (a file or a call)."""
+
+    target: str
+    source: str | None = None  # None: detect on the first utterance, then hold it
+    mt: str = "auto"  # auto: a text translator, whisper's translate task for → en when none; whisper: always that
+    min_speed: float = 0.8
+    max_speed: float = 1.3
+    keep_original: float = 0.0  # volume of the speaker's own voice under the dub
+    # faces and lips
+    engine: str | None = None  # None: wav2lip with a checkpoint, exemplar for video or a bank, else viseme
+    bank: Path | None = None
+    int8: bool = False
+    engine_backend: str = "auto"
+    pads: tuple[int, int, int, int] = (0, 10, 0, 0)
+    fps: float = 25.0  # of a photo
+    smooth: bool = True
+    box: tuple[int, int, int, int] | None = None  # fixed face box x1, y1, x2, y2
+    resize_factor: int = 1
+    captions: bool = False  # live: the translated sentence drawn on the outgoing video
+    output_rate: int | None = OUTPUT_RATE  # None: the voice's own rate (a speech-only WAV)
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.settings.wav2lip_checkpoint
+
+    def lip_engine_name(self, *, video: bool) -> str:
+        """The engine this config asks for, given whether the face comes from a moving video."""
+        if self.engine:
+            return self.engine
+        if self.checkpoint:
+            return "wav2lip"
+        return "exemplar" if (video or self.bank) else "viseme"
+
+    def replace(self, **changes: object) -> DubConfig:
+        return dataclasses.replace(self, **changes)

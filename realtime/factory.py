@@ -1,0 +1,136 @@
+"""`ModelPool`: the engines a process loads once and shares between its dubbing sessions.
+
+Recognizers, translators, voices and Wav2Lip models are loaded on first use and kept; per-session state (a
+streaming recognizer's buffer, a face tracker, an exemplar mouth bank) is built fresh for each session from
+them. This is also the one place that turns a Wav2Lip checkpoint into an ONNX model and a TensorRT plan, so
+`engines/` never imports `export/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from livedub.engines import registry
+from livedub.engines.asr import Recognizer
+from livedub.engines.errors import LivedubError
+from livedub.engines.face import FaceTracker
+from livedub.engines.lipsync import LipEngine
+from livedub.engines.mt import Translator
+from livedub.engines.settings import Settings
+from livedub.engines.tts import Synthesizer
+
+from .config import DubConfig
+from .workers import ModelWorker
+
+log = logging.getLogger("livedub.pool")
+
+T = TypeVar("T")
+
+
+def build_plan(source: Path, max_batch: int) -> Path:
+    """A TensorRT plan for a checkpoint or ONNX file (fp16 kernels), built once and cached."""
+    from livedub.export.tensorrt_build import cached_plan
+
+    return cached_plan(source, fp16=True, max_batch=max_batch)
+
+
+class ModelPool:
+    """Engines shared by every session of a process; thread-safe loading, one worker thread per model."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self._lock = threading.RLock()
+        self._models: dict[tuple, object] = {}
+        self._workers: dict[str, ModelWorker] = {}
+
+    def _get(self, key: tuple, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = make()
+            return self._models[key]  # type: ignore[return-value]
+
+    # -- speech -------------------------------------------------------------------------------------
+
+    def recognizer(self, *, streaming: bool = False, fast: bool = False) -> Recognizer:
+        return self._get(("asr", streaming, fast),
+                         lambda: registry.recognizer(self.settings, fast=fast, streaming=streaming))
+
+    def translator(self, source: str, target: str) -> Translator | None:
+        """A text translator for the pair, or None when whisper's translate task must do it (→ en)."""
+        return self._get(("mt", source, target), lambda: registry.translator(source, target, self.settings))
+
+    def synthesizer(self, language: str, *, pitch_hz: float | None = None) -> Synthesizer:
+        """The voice for `language`, chosen by the speaker's register when their pitch is known."""
+        register = None
+        if pitch_hz is not None:
+            from livedub.engines.tts.voices import register_of
+
+            register = register_of(pitch_hz)
+        return self._get(("tts", language, register),
+                         lambda: registry.synthesizer(language, self.settings, pitch_hz=pitch_hz))
+
+    # -- faces and lips -----------------------------------------------------------------------------
+
+    def wav2lip_onnx(self, checkpoint: Path) -> Path:
+        """The fp32 ONNX export of a checkpoint (cached on disk by its sha256; an .onnx passes through)."""
+        if checkpoint.suffix.lower() == ".onnx":
+            return checkpoint
+        from livedub.export.onnx_export import cached_onnx
+
+        return self._get(("wav2lip-onnx", str(checkpoint)), lambda: cached_onnx(checkpoint))
+
+    def lip_engine(self, config: DubConfig, *, video: bool) -> LipEngine:
+        """A new engine for one session (engines keep per-speaker state such as the mouth bank)."""
+        name = config.lip_engine_name(video=video)
+        if name == "wav2lip":
+            if not config.checkpoint:
+                raise LivedubError("the wav2lip engine needs a checkpoint (wav2lip_gan.pth): --checkpoint or "
+                                   "LIVEDUB_WAV2LIP")
+            from livedub.engines.lipsync.wav2lip import Wav2LipEngine
+            from livedub.export.onnx_export import quantize_int8
+
+            return Wav2LipEngine(self.wav2lip_onnx(config.checkpoint), checkpoint=config.checkpoint,
+                                 pads=config.pads, int8=config.int8, backend=config.engine_backend,
+                                 plan_builder=build_plan, quantizer=quantize_int8)
+        if name == "exemplar":
+            from livedub.engines.lipsync.exemplar import ExemplarEngine
+            from livedub.engines.lipsync.exemplar_bank import MouthBank
+
+            bank = MouthBank.load(config.bank) if config.bank and config.bank.exists() else MouthBank()
+            return ExemplarEngine(bank, learn=True)
+        if name == "viseme":
+            from livedub.engines.lipsync.viseme import VisemeEngine
+
+            return VisemeEngine()
+        raise LivedubError(f"unknown lip engine {name!r}")
+
+    def face_tracker(self, config: DubConfig, fps: float) -> FaceTracker:
+        """A new tracker for one session (it smooths over the session's own frames)."""
+        from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
+
+        return MediapipeFaceTracker(smoothing=0.5 if config.smooth else 0.0, fps=fps, fixed_box=config.box)
+
+    # -- workers ------------------------------------------------------------------------------------
+
+    def worker(self, name: str) -> ModelWorker:
+        """The thread that runs one model ("asr", "mt", "tts", ...) for every session of this pool."""
+        with self._lock:
+            worker = self._workers.get(name)
+            if worker is None or worker.closed:
+                worker = self._workers[name] = ModelWorker(name)
+            return worker
+
+    def busy_seconds(self) -> dict[str, float]:
+        """Seconds each model worker has spent working (CPU share per stage)."""
+        with self._lock:
+            return {name: w.busy_seconds for name, w in self._workers.items()}
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for w in workers:
+            w.close()
