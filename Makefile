@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.livedub-setup
 # Debian programs the product and its tests use (libgl1, libglib2.0-0: OpenCV inside mediapipe;
 # pulseaudio: the virtual microphone and the audio-device tests; chromium: the WebRTC browser tests)
-APT_PACKAGES := espeak-ng apertium apertium-eng-spa libgl1 libglib2.0-0 pulseaudio chromium
+APT_PACKAGES := espeak-ng apertium apertium-eng-spa libgl1 libglib2.0-0 pulseaudio libportaudio2 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system venv demo test lint bench clean

@@ -9,6 +9,7 @@ them. This is also the one place that turns a Wav2Lip checkpoint into an ONNX mo
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,18 @@ from .workers import ModelWorker
 log = logging.getLogger("livedub.pool")
 
 T = TypeVar("T")
+
+
+# A live voice must speak much faster than real time: recognition and video share the same cores.
+LIVE_MAX_RTF = 0.3
+WARM_UP_TEXT = {  # short: timing a voice must not hold up the start of a call
+    "en": "Hello everyone, welcome.",
+    "es": "Hola a todos, bienvenidos.",
+    "pt": "Olá a todos, bem-vindos.",
+    "fr": "Bonjour à tous, bienvenue.",
+    "de": "Hallo zusammen, willkommen.",
+    "it": "Ciao a tutti, benvenuti.",
+}
 
 
 def build_plan(source: Path, max_batch: int) -> Path:
@@ -55,9 +68,15 @@ class ModelPool:
 
     # -- speech -------------------------------------------------------------------------------------
 
-    def recognizer(self, *, streaming: bool = False, fast: bool = False) -> Recognizer:
-        return self._get(("asr", streaming, fast),
-                         lambda: registry.recognizer(self.settings, fast=fast, streaming=streaming))
+    def recognizer(self, *, streaming: bool = False, fast: bool = False, live: bool = False) -> Recognizer:
+        """`live`: recognition shares the machine with video, so it leaves one core to the frames."""
+        def make() -> Recognizer:
+            rec = registry.recognizer(self.settings, fast=fast, streaming=streaming)
+            if live and hasattr(rec, "cpu_threads"):
+                rec.cpu_threads = max(1, (os.cpu_count() or 2) - 1)
+            return rec
+
+        return self._get(("asr", streaming, fast, live), make)
 
     def translator(self, source: str, target: str) -> Translator | None:
         """A text translator for the pair, or None when whisper's translate task must do it (→ en)."""
@@ -72,6 +91,48 @@ class ModelPool:
             register = register_of(pitch_hz)
         return self._get(("tts", language, register),
                          lambda: registry.synthesizer(language, self.settings, pitch_hz=pitch_hz))
+
+    def live_synthesizer(self, language: str, *, pitch_hz: float | None = None,
+                         max_rtf: float = LIVE_MAX_RTF) -> tuple[Synthesizer, str]:
+        """The best voice for `language` that is fast enough to speak live beside recognition and video on this
+        machine (measured on a warm-up sentence), and one line saying what was chosen and why."""
+        voice, why = self._get(("tts-live", language), lambda: self._pick_live_voice(language, None, max_rtf))
+        if pitch_hz is None:
+            return voice, why
+        from livedub.engines.tts.voices import register_of
+
+        def same_backend_for_register() -> Synthesizer:  # measured once per language; the register picks within
+            for other in registry.voices_for(language, self.settings, pitch_hz=pitch_hz):
+                if type(other) is type(voice):
+                    return other
+            return voice
+
+        return self._get(("tts-live", language, register_of(pitch_hz)), same_backend_for_register), why
+
+    def _pick_live_voice(self, language: str, pitch_hz: float | None, max_rtf: float) -> tuple[Synthesizer, str]:
+        import time
+
+        voices = registry.voices_for(language, self.settings, pitch_hz=pitch_hz)
+        if not voices:
+            return self.synthesizer(language, pitch_hz=pitch_hz), ""  # raises the one clear message
+        text = WARM_UP_TEXT.get(language, WARM_UP_TEXT["en"])
+        slow: list[str] = []
+        for voice in voices[:-1]:
+            try:
+                voice.synthesize(text)  # loads the model; the second run is the one timed
+                started = time.perf_counter()
+                speech = voice.synthesize(text)
+                rtf = (time.perf_counter() - started) / max(speech.duration, 1e-3)
+            except Exception as exc:  # a voice that fails here is not used live
+                slow.append(f"{voice.name} failed ({exc})")
+                continue
+            if rtf <= max_rtf:
+                why = f"; {', '.join(slow)}" if slow else ""
+                return voice, f"live voice for {language}: {voice.name} (RTF {rtf:.2f}{why})"
+            slow.append(f"{voice.name} too slow to keep up live here (RTF {rtf:.2f} > {max_rtf})")
+        voice = voices[-1]
+        voice.synthesize(text)
+        return voice, f"live voice for {language}: {voice.name} ({'; '.join(slow)})" if slow else ""
 
     # -- faces and lips -----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,7 @@ from livedub.engines.errors import LivedubError
 from livedub.engines.face import Face, FaceTracker
 from livedub.engines.lipsync import AudioTimeline, LipEngine
 from livedub.engines.metrics import RollingStats, StageTimes
+from livedub.engines.text_join import join_words
 from livedub.engines.types import Word
 
 from .clock import Clock, VirtualClock
@@ -38,7 +39,8 @@ log = logging.getLogger("livedub.session")
 
 EVENT_QUEUE = 512  # events kept for a slow reader before the oldest are dropped
 ORIGINAL_KEEP_S = 30.0  # seconds of the speaker's own voice kept for --keep-original (live)
-MERGE_BACKLOG_S = 1.0  # translated speech queued beyond this: waiting units are merged into one clip
+MERGE_BACKLOG_S = 1.0
+BEHIND_S = 0.3  # translated speech still to play beyond this: the next clip is sped up to catch up  # translated speech queued beyond this: waiting units are merged into one clip
 
 
 @dataclass(frozen=True)
@@ -129,13 +131,14 @@ class DubSession:
         self._audio_origin: float | None = None  # session time of the first audio sample pushed
         self._resamplers: dict[int, StreamResampler] = {}
         self._units: asyncio.Queue[Unit | None] | None = None
-        self._builder = UnitBuilder()
+        self._builder = UnitBuilder(language=config.source or "en")
         self._streamer = None
         self._video_worker = None
         self._idle: asyncio.Event | None = None
         self._backlog_units = 0
         self._closed = False
         self._errors: dict[str, int] = {}
+        self.notes: list[str] = []  # one-line decisions a user should know (e.g. which voice speaks live)
         self._utterance_end: float | None = None  # session time the last unit's source speech ended
 
     # -- engines ------------------------------------------------------------------------------------
@@ -250,10 +253,49 @@ class DubSession:
         self._idle.set()
         self._units = asyncio.Queue()
         self._video_worker = self.pool.worker(f"video-{self.name}-{id(self):x}")
-        recognizer = self.pool.recognizer(streaming=True)
+        recognizer = self.pool.recognizer(streaming=True, live=self.clock.live)
         self._streamer = StreamingRecognizer(recognizer, language=self.config.source)
+        await self._warm_up(recognizer)
         self._tasks = [asyncio.create_task(self._recognise_loop(), name=f"{self.name}-asr"),
                        asyncio.create_task(self._speak_loop(), name=f"{self.name}-speech")]
+
+    async def _warm_up(self, recognizer) -> None:
+        """Load every model before media flows, so the first frame and the first phrase pay no load time."""
+        started = time.perf_counter()
+        jobs = [self.pool.worker("asr").run(lambda: getattr(recognizer, "model", None)),
+                self._video_worker.run(self._warm_video)]
+        if self.config.source and self.config.mt != "whisper":
+            jobs.append(self.pool.worker("mt").run(self._warm_translator, self.config.source))
+        results = list(await asyncio.gather(*jobs, return_exceptions=True))
+        # the voice is timed last, alone: the choice depends on how fast it runs on this machine
+        results += await asyncio.gather(self.pool.worker("tts").run(self._live_voice, self.config.target),
+                                        return_exceptions=True)
+        for result in results:
+            if isinstance(result, LivedubError):
+                raise result
+            if isinstance(result, Exception):
+                log.warning("warm-up: %s", result)
+        log.info("session %s warmed up in %.1f s", self.name, time.perf_counter() - started)
+
+    def _warm_video(self) -> None:
+        blank = np.full((480, 640, 3), 128, np.uint8)
+        face = self.tracker.track(blank, timestamp=-1.0)
+        self.engine.render([blank], [face], [0.0], self.timeline)
+        reset = getattr(self.tracker, "reset", None)
+        if reset is not None:
+            reset()
+
+    def _warm_translator(self, source: str) -> None:
+        translator = self.pool.translator(source, self.config.target)
+        if translator is not None:
+            translator.translate("Hello.")
+
+    def _live_voice(self, target: str):
+        voice, why = self.pool.live_synthesizer(target, pitch_hz=self._pitch)
+        if why and why not in self.notes:
+            log.info("%s", why)
+            self.notes.append(why)
+        return voice
 
     def push_audio(self, pcm: np.ndarray, pts: float, rate: int = SAMPLE_RATE) -> None:
         """Microphone audio (mono float32 at `rate`) that began at session time `pts`. Any thread; never blocks."""
@@ -287,11 +329,19 @@ class DubSession:
         self.latency.add("video", time.perf_counter() - started)
         return out
 
-    async def process_video(self, frame: np.ndarray, pts: float) -> np.ndarray:
-        """`push_video` off the event loop (one thread per session: the engine's state needs no lock)."""
+    async def process_video(self, frame: np.ndarray, pts: float,
+                            then: Callable[[np.ndarray, float], None] | None = None) -> np.ndarray:
+        """`push_video` off the event loop (one thread per session: the engine's state needs no lock);
+        `then(out, pts)` runs on the same thread right after (sinks that encode or copy the frame)."""
         if self._video_worker is None:
             raise RuntimeError("start() the session before pushing live video")
-        return await self._video_worker.run(self.push_video, frame, pts)
+        return await self._video_worker.run(self._video_step, frame, pts, then)
+
+    def _video_step(self, frame: np.ndarray, pts: float, then) -> np.ndarray:
+        out = self.push_video(frame, pts)
+        if then is not None:
+            then(out, pts)
+        return out
 
     # -- live: recognition → units → clips ----------------------------------------------------------
 
@@ -321,6 +371,7 @@ class DubSession:
             detected = getattr(self._streamer, "detected_language", None) or getattr(self._streamer, "_detected", None)
             if detected:
                 self.source_language = detected
+                self._builder.language = detected
                 self._emit(SessionEvent("language", language=detected, at=self.clock.now()))
                 log.info("source language: %s (held for the session)", detected)
         for w in words:
@@ -328,7 +379,7 @@ class DubSession:
                                     at=self.clock.now()))
         hypothesis = self._streamer.hypothesis
         if hypothesis:
-            self._emit(SessionEvent("partial", text=" ".join(w.text.strip() for w in hypothesis),
+            self._emit(SessionEvent("partial", text=join_words(w.text for w in hypothesis),
                                     at=self.clock.now()))
         for unit in self._builder.add(words, origin=origin, utterance_over=not speaking and not hypothesis):
             self._queue_unit(unit)
@@ -383,10 +434,13 @@ class DubSession:
         self.latency.add("mt", time.perf_counter() - started)
         if not text.strip():
             return
+        # behind (translated speech still playing, or more units waiting): say it within the time the speaker
+        # took for it, less the backlog, up to max_speed; otherwise at its natural pace (a pause is free)
         backlog = max(self.track.end - self.clock.now(), 0.0)
-        budget = max(unit.end - unit.start, 0.5) - backlog  # time to say it before the speaker's next unit is due
+        behind = backlog > BEHIND_S or (self._units is not None and not self._units.empty())
+        slot = max(max(unit.end - unit.start, 0.5) - backlog, 0.3) if behind else None
         started = time.perf_counter()
-        speech, speed = await self.pool.worker("tts").run(maker.speak, text, max(budget, 0.3))
+        speech, speed = await self.pool.worker("tts").run(maker.speak, text, slot)
         self.latency.add("tts", time.perf_counter() - started)
         at = self.clock.clip_start(unit.start)
         clip = self.track.place(speech, at, text=text, source_text=unit.text, source_start=unit.start,
@@ -406,14 +460,14 @@ class DubSession:
             heard = self._heard.window(self._heard.start, self.clock.now() + 1.0)
             if len(heard) > SAMPLE_RATE:
                 self._pitch = median_pitch_hz(heard[-10 * SAMPLE_RATE :])
-        synth = self.pool.synthesizer(target, pitch_hz=self._pitch)
+        synth = self._live_voice(target) if self.clock.live else self.pool.synthesizer(target, pitch_hz=self._pitch)
         # live: never slow down (a pause is free); speed up to max_speed when behind
         return ClipMaker(translator, synth, min_speed=1.0, max_speed=self.config.max_speed, times=self.times)
 
     def _whisper_translate(self, unit: Unit) -> str:
         """Any → English straight from the unit's speech (no text translator serves the pair)."""
         pcm = self._heard.window(unit.start - 0.1, unit.end + 0.1)
-        return self.pool.recognizer(streaming=True).transcribe(pcm, language=self.source_language,
+        return self.pool.recognizer(streaming=True, live=self.clock.live).transcribe(pcm, language=self.source_language,
                                                                task="translate").text.strip()
 
     async def finish(self, timeout: float = 60.0) -> None:

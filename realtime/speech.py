@@ -20,6 +20,7 @@ from livedub.engines.metrics import StageTimes
 from livedub.engines.mt import Translator
 from livedub.engines.mt.text import SENTENCE_END
 from livedub.engines.settings import Settings
+from livedub.engines.text_join import join_words
 from livedub.engines.tts import Synthesizer
 from livedub.engines.types import Segment, Speech
 
@@ -116,7 +117,7 @@ def _split_at_sentence_ends(seg: Segment) -> list[Segment]:
             current = []
     if current:
         out.append(current)
-    return [Segment(ws[0].start, ws[-1].end, " ".join(w.text.strip() for w in ws).strip(), tuple(ws), seg.language)
+    return [Segment(ws[0].start, ws[-1].end, join_words(w.text for w in ws), tuple(ws), seg.language)
             for ws in out]
 
 
@@ -134,7 +135,7 @@ def sentences(segments: Sequence[Segment]) -> list[Segment]:
             and seg.start - prev.end < 0.6
             and seg.end - prev.start < MAX_MERGED_SECONDS
         ):
-            merged[-1] = Segment(prev.start, seg.end, f"{prev.text.strip()} {text}", prev.words + seg.words,
+            merged[-1] = Segment(prev.start, seg.end, join_words([prev.text, text]), prev.words + seg.words,
                                  prev.language)
         else:
             merged.append(Segment(seg.start, seg.end, text, seg.words, seg.language))

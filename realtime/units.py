@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from livedub.engines.mt.text import SENTENCE_END
+from livedub.engines.text_join import join_words
 from livedub.engines.types import Word
 
 CLAUSE_END = (",", ";", ":", "，", "；", "、")
@@ -25,10 +26,6 @@ CONJUNCTIONS = {
 }
 
 
-def join_words(words: Sequence[Word]) -> str:
-    return " ".join(w.text.strip() for w in words if w.text.strip())
-
-
 @dataclass(frozen=True)
 class Unit:
     """A stretch of source speech to translate as one: its text and session times."""
@@ -41,7 +38,7 @@ class Unit:
 
     def merged(self, other: Unit) -> Unit:
         """This unit and the next said as one (the backlog grew: fewer, longer clips catch up)."""
-        return Unit(f"{self.text} {other.text}".strip(), self.start, other.end, self.language or other.language,
+        return Unit(join_words([self.text, other.text]), self.start, other.end, self.language or other.language,
                     self.words + other.words)
 
 
@@ -57,7 +54,7 @@ class UnitBuilder:
 
     def _cut(self, n: int) -> Unit:
         words, self._words = self._words[:n], self._words[n:]
-        return Unit(join_words(words), self._origin + words[0].start, self._origin + words[-1].end, self.language,
+        return Unit(join_words(w.text for w in words), self._origin + words[0].start, self._origin + words[-1].end, self.language,
                     len(words))
 
     def add(self, words: Sequence[Word], *, origin: float = 0.0, utterance_over: bool = False) -> list[Unit]:

@@ -247,6 +247,31 @@ class Mp4Writer:
         self.close()
 
 
+def remux_with_audio(video_path: str | os.PathLike, audio: np.ndarray, audio_rate: int,
+                     out_path: str | os.PathLike) -> None:
+    """Copy the video stream of `video_path` (no re-encode) and add `audio` as AAC from time 0 (live records)."""
+    import av
+
+    with av.open(str(video_path)) as src, av.open(str(out_path), "w") as dst:
+        vin = src.streams.video[0]
+        vout = dst.add_stream_from_template(vin)
+        aout = dst.add_stream("aac", rate=audio_rate)
+        aout.layout = "mono"
+        for packet in src.demux(vin):
+            if packet.dts is None:
+                continue
+            packet.stream = vout
+            dst.mux(packet)
+        pcm = np.clip(np.asarray(audio, np.float32), -1, 1)
+        for pos in range(0, len(pcm), 1024):
+            frame = av.AudioFrame.from_ndarray(pcm[pos : pos + 1024].reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = audio_rate, pos
+            for packet in aout.encode(frame):
+                dst.mux(packet)
+        for packet in aout.encode():
+            dst.mux(packet)
+
+
 def prefetch(items: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
     """Run a frame iterator in a thread, `size` frames ahead: decoding overlaps tracking on another core."""
     q: queue.Queue = queue.Queue(maxsize=size)

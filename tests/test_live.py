@@ -1,0 +1,264 @@
+"""Live mode end to end: a talking-face clip played in real time through `livedub camera --source`, out to a
+virtual camera (pyvirtualcam with an in-memory backend: no v4l2 here) and the real PulseAudio `livedub` sink,
+whose monitor is recorded and transcribed back. Real whisper, Apertium, voices, mediapipe, PulseAudio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import threading
+import time
+
+import av
+import numpy as np
+import pytest
+import pyvirtualcam
+import skimage.data
+
+from livedub.engines.audio import resample
+from livedub.engines.face.landmarks import mouth_opening
+from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
+from livedub.realtime.cli.camera import run_live
+from livedub.realtime.config import DubConfig
+from livedub.realtime.factory import ModelPool
+from livedub.realtime.io.files import Mp4Writer
+from livedub.realtime.live import LiveOptions
+
+FPS = 25
+BACKEND = "livedub-test-memory"
+
+
+class MemoryCamera:
+    """A pyvirtualcam backend that keeps what a call app would receive: frame count, times and size."""
+
+    opened: list[MemoryCamera] = []
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.width, self.height, self.fps = width, height, fps
+        self.times: list[float] = []
+        self.closed = False
+        MemoryCamera.opened.append(self)
+
+    def send(self, frame):
+        assert frame.size == self.width * self.height * 3
+        self.times.append(time.monotonic())
+
+    def close(self):
+        self.closed = True
+
+    def device(self):
+        return "memory://livedub"
+
+    def native_fourcc(self):
+        return None
+
+
+pyvirtualcam.register_backend(BACKEND, MemoryCamera)
+
+
+def face_frame(i: int, face: bool = True) -> np.ndarray:
+    """The astronaut portrait in a 640×480 frame, drifting a little; without `face` an empty grey room."""
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    if face:
+        img = skimage.data.astronaut()[:, :, ::-1]
+        dx = int(2 * np.sin(i / 10))
+        frame[:, 64 + dx : 64 + dx + 512] = img[16:496]
+    return frame
+
+
+def make_clip(path, pcm16k: np.ndarray, no_face: tuple[float, float] | None = None) -> int:
+    audio = resample(pcm16k, 16_000, 48_000)
+    n = int(np.ceil(len(pcm16k) / 16_000 * FPS))
+    with Mp4Writer(path, 640, 480, FPS, audio, 48_000) as w:
+        for i in range(n):
+            t = i / FPS
+            w.write(face_frame(i, face=not (no_face and no_face[0] <= t < no_face[1])))
+    return n
+
+
+class MonitorRecorder:
+    """Records the `livedub` sink's monitor (what a call app hears as the microphone) once the sink exists."""
+
+    def __init__(self, pulse, path):
+        self.pulse, self.path = pulse, path
+        self.proc: subprocess.Popen | None = None
+        self.saw_sink = False
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            if "livedub\t" in self.pulse("list", "short", "sinks") or "\tlivedub\t" in self.pulse("list", "short", "sinks"):
+                self.saw_sink = True
+                with open(self.path, "wb") as out:
+                    self.proc = subprocess.Popen(
+                        ["parec", "-d", "livedub.monitor", "--format=float32le", "--rate=16000", "--channels=1",
+                         "--raw", "--latency-msec=50"], stdout=out, stderr=subprocess.DEVNULL)
+                    self._stop.wait()
+                return
+            time.sleep(0.05)
+
+    def stop(self) -> np.ndarray:
+        self._stop.set()
+        self.thread.join(timeout=5)
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=5)
+        return np.fromfile(self.path, np.float32) if self.path.exists() else np.zeros(0, np.float32)
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory, english_speech, pulse):
+    """One real-time run of a 9 s clip (two sentences, the face leaving the picture for a second in between),
+    under asyncio debug mode with a 50 ms slow-callback threshold."""
+    root = tmp_path_factory.mktemp("live")
+    gap = np.zeros(int(0.9 * 16_000), np.float32)
+    pcm = np.concatenate([gap, english_speech("The house is very big."), gap, gap,
+                          english_speech("My brother has a red car."), gap, gap])
+    clip = root / "talk_en.mp4"
+    n_frames = make_clip(clip, pcm, no_face=(3.4, 4.4))
+    config = DubConfig(target="es", source="en", engine="viseme")
+    options = LiveOptions(source=clip, record=root / "live_es.mp4", virtual_camera_backend=BACKEND)
+    pool = ModelPool(config.settings)
+    monitor = MonitorRecorder(pulse, root / "monitor.f32")
+    slow: list[str] = []
+
+    class SlowCallbacks(logging.Handler):
+        def emit(self, record):
+            if "took" in record.getMessage() and "Executing" in record.getMessage():
+                slow.append(record.getMessage())
+
+    handler = SlowCallbacks()
+    logging.getLogger("asyncio").addHandler(handler)
+    MemoryCamera.opened.clear()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.05
+        return await run_live(config, pool, options, quiet=True)
+
+    try:
+        report = asyncio.run(main())
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+        heard = monitor.stop()
+        pool.close()
+    threads = [t.name for t in threading.enumerate() if t.name.startswith("livedub-")]
+    return {"report": report, "camera": MemoryCamera.opened[0], "heard": heard, "slow": slow, "root": root,
+            "frames": n_frames, "threads": threads, "sink_seen": monitor.saw_sink, "pulse": pulse}
+
+
+def test_virtual_camera_gets_every_frame_at_the_source_rate(live_run):
+    report, cam = live_run["report"], live_run["camera"]
+    assert (cam.width, cam.height, cam.fps) == (640, 480, FPS) and cam.closed
+    times = np.array(cam.times)
+    assert len(times) >= live_run["frames"] * 0.95, (len(times), live_run["frames"], report.dropped)
+    during = times[: live_run["frames"]]  # the clip itself (then the last frame holds while the dub ends)
+    rate = (len(during) - 1) / (during[-1] - during[0])
+    assert rate == pytest.approx(FPS, rel=0.08), rate
+
+
+def test_frames_keep_flowing_through_whisper_passes_and_a_face_leaving(live_run):
+    """No frame gap above 2 frame intervals while speech, silence and a face-less second go by."""
+    report = live_run["report"]
+    gaps = np.diff(np.array(live_run["camera"].times))
+    assert gaps.max() <= 2.0 / FPS + 0.01, f"max gap {gaps.max() * 1000:.0f} ms ({report.dropped} dropped)"
+
+
+def test_event_loop_never_blocks(live_run):
+    assert not live_run["slow"], live_run["slow"][:5]
+
+
+def test_the_livedub_microphone_speaks_spanish(live_run):
+    from livedub.engines import registry
+    from livedub.engines.settings import Settings
+
+    assert live_run["sink_seen"]
+    heard = live_run["heard"]
+    assert len(heard) > 16_000 * 3 and np.abs(heard).max() > 0.05
+    transcript = registry.recognizer(Settings()).transcribe(heard)
+    text = transcript.text.lower()
+    assert transcript.language == "es", text
+    assert any(w in text for w in ("casa", "grande", "hermano", "coche", "rojo")), text
+
+
+def test_first_translation_starts_soon_after_the_phrase_ends(live_run):
+    clips = live_run["report"].clips
+    assert len(clips) >= 2
+    start, _end, text, source_text, _src_start, src_end = clips[0]
+    assert "house" in source_text.lower() and text
+    assert start - src_end <= 3.0, f"onset {start - src_end:.2f} s"
+
+
+def test_recorded_mouth_moves_only_while_translated_speech_plays(live_run):
+    report = live_run["report"]
+    assert report.recorded is not None and report.recorded.exists()
+    tracker = MediapipeFaceTracker(smoothing=0.0)
+    openings = []
+    with av.open(str(report.recorded)) as c:
+        assert c.streams.audio and float(c.streams.video[0].average_rate) == FPS
+        for f in c.decode(c.streams.video[0]):
+            face = tracker.track(f.to_ndarray(format="bgr24"))
+            openings.append(mouth_opening(face.landmarks) if face and face.usable else np.nan)
+    tracker.close()
+    openings = np.array(openings)
+    t = report.record_origin + np.arange(len(openings)) / FPS
+    speaking = np.zeros(len(t), bool)
+    for start, end, *_ in report.clips:
+        speaking |= (t >= start - 0.15) & (t <= end + 0.25)
+    silent = openings[~speaking]
+    assert np.isfinite(openings).mean() > 0.7  # the face is tracked (it leaves for a second)
+    assert np.nanmax(silent) - np.nanmin(silent) < 0.05  # a still mouth outside the dub
+    assert np.nanmax(openings[speaking]) > np.nanmax(silent) + 0.1  # that opens when it speaks
+
+
+def test_everything_is_released_at_the_end(live_run):
+    assert not live_run["threads"], live_run["threads"]
+    assert "livedub" not in live_run["pulse"]("list", "short", "sinks")  # the sink we made is gone
+
+
+@pytest.mark.slow
+def test_a_long_monologue_keeps_lag_memory_and_queues_bounded(tmp_path, english_speech, pulse):
+    """30 s without a pause (Spanish runs longer than English): the lag must not drift, nothing may pile up."""
+    import psutil
+
+    text = ("Today I want to tell you about the small town where I grew up and the people who lived there "
+            "with us, and about the river that ran past our house and the old bridge that crossed it, and "
+            "about my grandmother who baked bread every morning for the whole street and sold it at the market "
+            "on Saturdays, while my grandfather repaired bicycles in the garage behind the kitchen and listened "
+            "to the radio all afternoon.")
+    speech = english_speech(text)
+    while len(speech) < 30 * 16_000:
+        speech = np.concatenate([speech, english_speech(text)])
+    pcm = np.concatenate([np.zeros(8000, np.float32), speech[: 32 * 16_000], np.zeros(8000, np.float32)])
+    clip = tmp_path / "monologue.mp4"
+    make_clip(clip, pcm)
+    samples: list[dict] = []
+    config = DubConfig(target="es", source="en", engine="viseme")
+    options = LiveOptions(source=clip, virtual_camera=False, virtual_mic=False, stats_every=1.0)
+    pool = ModelPool(config.settings)
+    proc = psutil.Process()
+
+    async def main():
+        from livedub.realtime.live import LiveRun
+
+        live = LiveRun(config, pool, options, on_stats=lambda s: samples.append({**s, "rss": proc.memory_info().rss}))
+        return await live.run()
+
+    try:
+        report = asyncio.run(main())
+    finally:
+        pool.close()
+    assert len(report.clips) >= 4
+    during = [s for s in samples if s["lag_s"] is not None][: 30]
+    lags = [s["lag_s"] for s in during]
+    assert max(lags) <= 12.0, lags
+    third = len(lags) // 3
+    assert np.mean(lags[-third:]) <= np.mean(lags[:third]) + 4.0, lags  # no drift over the monologue
+    assert max(s["units_waiting"] for s in samples) <= 3
+    assert max(s["audio_pending_s"] for s in samples) <= 5.0
+    rss = [s["rss"] for s in samples]
+    assert rss[-1] - rss[len(rss) // 3] < 200 << 20, [r >> 20 for r in rss]
