@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,35 +61,53 @@ class SessionEvent:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-@dataclass
 class _AudioRing:
-    """The last seconds of the speaker's own voice, addressed by session time (--keep-original, pitch, whisper)."""
+    """The last `keep_s` seconds of the speaker's own voice, addressed by session time (--keep-original, pitch,
+    whisper's translate task). A fixed circular buffer: pushing 20 ms never copies the whole history."""
 
-    rate: int
-    keep_s: float = ORIGINAL_KEEP_S
-    start: float = 0.0
-    pcm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, rate: int, keep_s: float = ORIGINAL_KEEP_S):
+        self.rate = int(rate)
+        self._buf = np.zeros(int(keep_s * rate), np.float32)
+        self._written = 0  # samples ever written; sample k of the stream lives at k % len(buf)
+        self.start: float | None = None  # session time of stream sample 0
+        self._lock = threading.Lock()
 
     def append(self, pcm: np.ndarray, pts: float) -> None:
-        with self.lock:
-            if not len(self.pcm):
-                self.start = pts
-            self.pcm = np.concatenate([self.pcm, pcm])
-            excess = len(self.pcm) - int(self.keep_s * self.rate)
-            if excess > 0:
-                self.pcm = self.pcm[excess:]
-                self.start += excess / self.rate
+        n, size = len(pcm), len(self._buf)
+        with self._lock:
+            if self.start is None:
+                self.start = float(pts)
+            if n >= size:
+                pcm = pcm[-size:]
+                self._written += n - size
+                n = size
+            at = self._written % size
+            first = min(n, size - at)
+            self._buf[at : at + first] = pcm[:first]
+            self._buf[: n - first] = pcm[first:]
+            self._written += n
 
     def window(self, t0: float, t1: float) -> np.ndarray:
         n = max(int(round((t1 - t0) * self.rate)), 0)
         out = np.zeros(n, np.float32)
-        with self.lock:
+        with self._lock:
+            if self.start is None:
+                return out
+            size = len(self._buf)
             a = int(round((t0 - self.start) * self.rate))
-            lo, hi = max(a, 0), min(a + n, len(self.pcm))
+            lo, hi = max(a, self._written - size, 0), min(a + n, self._written)
             if hi > lo:
-                out[lo - a : hi - a] = self.pcm[lo:hi]
+                out[lo - a : hi - a] = self._buf[np.arange(lo, hi) % size]
         return out
+
+    def recent(self, seconds: float) -> np.ndarray:
+        """The last `seconds` heard."""
+        with self._lock:
+            n = min(int(seconds * self.rate), self._written, len(self._buf))
+            end = self._written % len(self._buf)
+            if n <= end:
+                return self._buf[end - n : end].copy()
+            return np.concatenate([self._buf[len(self._buf) - (n - end) :], self._buf[:end]])
 
 
 class DubSession:
@@ -368,13 +386,16 @@ class DubSession:
     def _take_words(self, words: list[Word], *, speaking: bool) -> None:
         origin = self._audio_origin or 0.0
         if self.source_language is None:
-            detected = getattr(self._streamer, "detected_language", None) or getattr(self._streamer, "_detected", None)
+            detected = self._streamer.detected_language
             if detected:
                 self.source_language = detected
                 self._builder.language = detected
+                self._streamer.language = detected  # held: later utterances are heard in it too
                 self._emit(SessionEvent("language", language=detected, at=self.clock.now()))
                 log.info("source language: %s (held for the session)", detected)
         for w in words:
+            log.info("word %r %.2f–%.2f s (committed at %.2f s)", w.text.strip(), origin + w.start, origin + w.end,
+                     self.clock.now())
             self._emit(SessionEvent("word", text=w.text.strip(), start=origin + w.start, end=origin + w.end,
                                     at=self.clock.now()))
         hypothesis = self._streamer.hypothesis
@@ -457,9 +478,9 @@ class DubSession:
 
         translator = None if self.config.mt == "whisper" else self.pool.translator(source, target)
         if self._pitch is None:  # the speaker's register, once, from what has been heard so far
-            heard = self._heard.window(self._heard.start, self.clock.now() + 1.0)
+            heard = self._heard.recent(10.0)
             if len(heard) > SAMPLE_RATE:
-                self._pitch = median_pitch_hz(heard[-10 * SAMPLE_RATE :])
+                self._pitch = median_pitch_hz(heard)
         synth = self._live_voice(target) if self.clock.live else self.pool.synthesizer(target, pitch_hz=self._pitch)
         # live: never slow down (a pause is free); speed up to max_speed when behind
         return ClipMaker(translator, synth, min_speed=1.0, max_speed=self.config.max_speed, times=self.times)

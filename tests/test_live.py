@@ -262,3 +262,44 @@ def test_a_long_monologue_keeps_lag_memory_and_queues_bounded(tmp_path, english_
     assert max(s["audio_pending_s"] for s in samples) <= 5.0
     rss = [s["rss"] for s in samples]
     assert rss[-1] - rss[len(rss) // 3] < 200 << 20, [r >> 20 for r in rss]
+
+
+def _cli(*args, **kw):
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "livedub.realtime.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_no_camera_is_one_clear_line():
+    proc = _cli("camera", "--to", "es", "--camera", "/dev/video99", "--no-virtual-mic")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("livedub: error:")]
+    assert len(lines) == 1 and "camera /dev/video99" in lines[0] and "Traceback" not in err, err
+
+
+def test_sigterm_stops_cleanly_within_a_second(tmp_path, english_speech, pulse):
+    import signal
+
+    pcm = np.concatenate([np.zeros(8000, np.float32), english_speech("The house is very big."),
+                          np.zeros(16_000 * 20, np.float32)])
+    clip = tmp_path / "long_pause.mp4"
+    make_clip(clip, pcm)
+    proc = _cli("camera", "--to", "es", "--from", "en", "--engine", "viseme", "--source", str(clip),
+                "--no-virtual-camera", "-v")
+    deadline = time.monotonic() + 180
+    while "livedub" not in pulse("list", "short", "sinks"):  # the live part has started
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.2)
+    time.sleep(3.0)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    while "livedub" in pulse("list", "short", "sinks") and time.monotonic() - sent < 10:
+        time.sleep(0.02)
+    released = time.monotonic() - sent
+    _out, err = proc.communicate(timeout=30)
+    exited = time.monotonic() - sent
+    assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert released < 1.5, f"devices released {released:.2f} s after SIGTERM"
+    assert exited < 10, f"exited {exited:.2f} s after SIGTERM"

@@ -1,0 +1,47 @@
+"""DubSession pieces that need no model: the speaker's voice under the dub, clocks, events."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from livedub.engines.types import Speech
+from livedub.realtime.clock import VirtualClock, WallClock
+from livedub.realtime.config import DubConfig
+from livedub.realtime.factory import ModelPool
+from livedub.realtime.session import DubSession, SessionEvent
+
+
+def test_audio_out_mixes_the_dub_over_the_ducked_original():
+    session = DubSession(DubConfig(target="es", keep_original=0.25), ModelPool(), WallClock())
+    tone = (0.5 * np.sin(2 * np.pi * 220 * np.arange(48_000) / 48_000)).astype(np.float32)
+    for i in range(0, len(tone), 960):  # 20 ms microphone blocks starting at session time 2.0
+        session.push_audio(tone[i : i + 960], 2.0 + i / 48_000, rate=48_000)
+    session.track.place(Speech(np.full(4800, 0.1, np.float32), 48_000), 2.5)
+    before = session.audio_out(1.0, 2.0)
+    assert np.abs(before).max() == 0.0  # nothing was said before the microphone started
+    mid = session.audio_out(2.2, 2.4)
+    expected = 0.25 * tone[int(0.2 * 48_000) : int(0.4 * 48_000)]
+    assert np.abs(mid[100:-100] - expected[100:-100]).max() < 0.02  # the resampler's edges aside
+    dub = session.audio_out(2.55, 2.58)
+    a = round(0.55 * 48_000)
+    assert np.abs(dub - (0.1 + 0.25 * tone[a : a + len(dub)])).max() < 0.02
+
+
+def test_clocks_place_clips_where_each_mode_needs_them():
+    virtual = VirtualClock()
+    assert virtual.clip_start(3.2) == 3.2 and not virtual.live  # files: at the source sentence's start
+    wall = WallClock()
+    assert wall.live and wall.clip_start(0.0) == pytest.approx(wall.now(), abs=0.01)  # live: when ready
+
+
+def test_every_reader_gets_the_events_and_a_slow_one_loses_only_the_oldest():
+    async def main():
+        session = DubSession(DubConfig(target="es"), ModelPool(), WallClock())
+        one, two = session.events(), session.events()
+        for i in range(600):  # nobody reads meanwhile: each reader keeps the latest 512
+            session._emit(SessionEvent("word", text=str(i)))
+        return [(await one.__anext__()).text for _ in range(3)], (await two.__anext__()).text
+
+    first_three, other = asyncio.run(main())
+    assert first_three == ["88", "89", "90"] and other == "88"
