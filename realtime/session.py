@@ -39,8 +39,8 @@ log = logging.getLogger("livedub.session")
 
 EVENT_QUEUE = 512  # events kept for a slow reader before the oldest are dropped
 ORIGINAL_KEEP_S = 30.0  # seconds of the speaker's own voice kept for --keep-original (live)
-MERGE_BACKLOG_S = 1.0
-BEHIND_S = 0.3  # translated speech still to play beyond this: the next clip is sped up to catch up  # translated speech queued beyond this: waiting units are merged into one clip
+MERGE_BACKLOG_S = 1.0  # translated speech queued beyond this: waiting units are merged into one clip
+BEHIND_S = 0.3  # translated speech still to play beyond this: the next clip is sped up to catch up
 
 
 @dataclass(frozen=True)
