@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 
 from livedub.engines.errors import LivedubError
 
-from . import camera, demo, devices, evaluate, export, lipsync, models, speech, translate
+from . import camera, demo, devices, evaluate, export, lipsync, models, serve, speech, translate
 from .common import EPILOG
 
-SUBCOMMANDS = (translate, lipsync, speech, camera, devices, evaluate, export, models, demo)
+SUBCOMMANDS = (translate, lipsync, speech, camera, serve, devices, evaluate, export, models, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +48,12 @@ class Terminated(BaseException):
 
 
 def _on_signal(signum: int, _frame) -> None:
+    for sig in _TERMINATING:  # a second signal must not cut the cleanup (deleting partial files) short
+        signal.signal(sig, signal.SIG_IGN)
     raise Terminated(signum)
+
+
+_TERMINATING = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,10 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     func: Callable[[argparse.Namespace], int] = args.func
     previous = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            with contextlib.suppress(ValueError):  # not the main thread (main() called from a test thread)
-                previous[sig] = signal.signal(sig, _on_signal)
+    for sig in _TERMINATING:
+        with contextlib.suppress(ValueError):  # not the main thread (main() called from a test thread)
+            previous[sig] = signal.signal(sig, _on_signal)
     try:
         return func(args)
     except LivedubError as exc:

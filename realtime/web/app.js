@@ -1,0 +1,238 @@
+// livedub page: camera + microphone to the server over WebRTC, your translated face and voice back.
+// No build step; plain browser APIs. GPL-3.0-or-later.
+"use strict";
+
+const PROTOCOL = 1;
+const LANGUAGES = { en: "English", es: "Spanish", pt: "Portuguese", de: "German", fr: "French", it: "Italian",
+                    nl: "Dutch", ca: "Catalan", gl: "Galician", ja: "Japanese", zh: "Chinese" };
+const $ = (id) => document.getElementById(id);
+const token = new URLSearchParams(location.search).get("token");
+
+// What a web app embedding this page (or a test) can read: the streams, the events, the state.
+const livedub = window.livedub = {
+  state: "idle", events: [], sentences: [], words: [], stats: null, error: null,
+  selfStream: null, translatedStream: null, pc: null, channel: null,
+  start, stop, send,
+};
+
+function setStatus(text) { $("status").textContent = text; }
+
+function showError(text, retry) {
+  livedub.error = text;
+  $("error-text").textContent = text;
+  $("retry").hidden = !retry;
+  $("error").hidden = false;
+}
+
+function clearError() { livedub.error = null; $("error").hidden = true; }
+
+function fill(select, entries, chosen) {
+  const keep = select.value;
+  select.replaceChildren(...entries.map(([value, label]) => new Option(label, value)));
+  if (chosen !== undefined) select.value = chosen;
+  else if (keep && entries.some(([v]) => v === keep)) select.value = keep;
+}
+
+async function listDevices() {
+  if (!navigator.mediaDevices) return;
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const of = (kind, word) => devices.filter((d) => d.kind === kind)
+    .map((d, i) => [d.deviceId, d.label || `${word} ${i + 1}`]);
+  fill($("camera"), of("videoinput", "camera"));
+  fill($("mic"), of("audioinput", "microphone"));
+}
+
+async function loadDefaults() {
+  const langs = Object.entries(LANGUAGES);
+  fill($("from"), [["", "detect"], ...langs], "");
+  try {
+    const health = await (await fetch("health")).json();
+    fill($("to"), langs, health.target);
+    if (health.source) $("from").value = health.source;
+    fill($("engine"), health.engines.map((e) => [e, e]), health.engine);
+  } catch (e) {
+    fill($("to"), langs, "es");
+    showError("The livedub server does not answer: is `livedub serve` running?", true);
+  }
+}
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  if (token) h.Authorization = `Bearer ${token}`;
+  return h;
+}
+
+function waitForIce(pc, ms) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, ms);  // send what we have: the server answers with its own candidates
+  });
+}
+
+async function start() {
+  clearError();
+  if (livedub.pc) await stop();
+  livedub.state = "starting";
+  $("start").disabled = true;
+  setStatus("Asking for the camera and microphone…");
+  const camera = $("camera").value, mic = $("mic").value;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: camera ? { deviceId: { exact: camera } } : true,
+      audio: mic ? { deviceId: { exact: mic } } : true,
+    });
+  } catch (e) {
+    livedub.state = "error";
+    $("start").disabled = false;
+    if (e.name === "NotAllowedError" || e.name === "SecurityError")
+      showError("No camera or microphone permission: allow both for this page in the browser's site settings, then Retry.", true);
+    else if (e.name === "NotFoundError" || e.name === "OverconstrainedError")
+      showError("No camera or microphone found: plug one in (or pick another), then Retry.", true);
+    else if (e.name === "NotReadableError")
+      showError("The camera or microphone is busy in another program: close it there, then Retry.", true);
+    else showError(`Cannot open the camera or microphone: ${e.message || e.name}`, true);
+    return;
+  }
+  livedub.selfStream = stream;
+  $("self").srcObject = stream;
+  listDevices();
+
+  const pc = livedub.pc = new RTCPeerConnection();
+  const translated = livedub.translatedStream = new MediaStream();
+  pc.ontrack = (ev) => { translated.addTrack(ev.track); $("translated").srcObject = translated; };
+  for (const track of stream.getTracks()) pc.addTrack(track, stream);
+  const channel = livedub.channel = pc.createDataChannel("livedub");
+  channel.onmessage = (ev) => onMessage(ev.data);
+  pc.onconnectionstatechange = () => onConnection(pc);
+
+  setStatus("Connecting…");
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitForIce(pc, 2000);
+  const body = { sdp: pc.localDescription.sdp, type: pc.localDescription.type, to: $("to").value,
+                 from: $("from").value, engine: $("engine").value };
+  let reply;
+  try {
+    reply = await fetch("offer", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+  } catch (e) {
+    return fail("The livedub server does not answer: is `livedub serve` still running?");
+  }
+  const answer = await reply.json().catch(() => ({ error: `HTTP ${reply.status}` }));
+  if (!reply.ok) {
+    if (reply.status === 503) return fail(`The server is full (${answer.error}). Retry in a moment.`, "full");
+    if (reply.status === 401) return fail("This server needs its token: open the full URL `livedub serve` printed.");
+    return fail(`The server refused the call: ${answer.error}`);
+  }
+  await pc.setRemoteDescription(answer);
+  $("stop").disabled = false;
+  $("mute").disabled = false;
+  $("target-name").textContent = `(${LANGUAGES[$("to").value] || $("to").value})`;
+}
+
+async function fail(text, state) {
+  await stop();
+  livedub.state = state || "error";
+  showError(text, true);
+}
+
+let lostTimer = null;
+function onConnection(pc) {
+  if (pc !== livedub.pc) return;
+  const state = pc.connectionState;
+  clearTimeout(lostTimer);
+  if (state === "connected") {
+    livedub.state = "connected";
+    clearError();
+    setStatus("Connected. Speak: your translated face appears on the right, about a second behind.");
+  } else if (state === "failed") {
+    fail("Connection lost. Retry to call again.", "lost");
+  } else if (state === "disconnected") {
+    setStatus("Connection interrupted, waiting for it to come back…");
+    lostTimer = setTimeout(() => { if (pc.connectionState !== "connected") fail("Connection lost. Retry to call again.", "lost"); }, 8000);
+  }
+}
+
+function send(type, fields) {
+  const channel = livedub.channel;
+  if (!channel || channel.readyState !== "open") return false;
+  channel.send(JSON.stringify({ v: PROTOCOL, type, ...fields }));
+  return true;
+}
+
+function onMessage(data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch (e) { return; }
+  if (msg.v !== PROTOCOL) return;
+  msg.received = performance.now();
+  livedub.events.push(msg);
+  if (livedub.events.length > 2000) livedub.events.splice(0, 1000);
+  switch (msg.type) {
+    case "word":
+      livedub.words.push(msg.text);
+      $("committed").textContent = livedub.words.slice(-30).join(" ");
+      $("partial").textContent = "";
+      break;
+    case "partial":
+      $("partial").textContent = msg.text;
+      break;
+    case "sentence":
+      livedub.sentences.push(msg);
+      $("target-caption").textContent = msg.translation;
+      break;
+    case "language":
+      setStatus(`Heard ${LANGUAGES[msg.language] || msg.language}.`);
+      break;
+    case "stats":
+      livedub.stats = msg;
+      showLatency(msg);
+      break;
+    case "ack":
+      if (msg.of === "set_target") $("target-name").textContent = `(${LANGUAGES[msg.target] || msg.target})`;
+      break;
+    case "error":
+      setStatus(`Server: ${msg.text}`);
+      break;
+  }
+}
+
+function showLatency(msg) {
+  const rows = Object.entries(msg.stages || {}).map(([stage, s]) => {
+    const tr = document.createElement("tr");
+    for (const v of [stage, `${Math.round(s.p50_ms)} ms`, `${Math.round(s.p95_ms)} ms`]) {
+      const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
+    }
+    return tr;
+  });
+  $("latency").tBodies[0].replaceChildren(...rows);
+  const d = msg.dropped_frames || {};
+  $("delay").textContent = `audio held back ${Math.round(msg.video_delay_ms || 0)} ms to match the lips; ` +
+    `frames dropped: ${(d.before_lipsync || 0) + (d.before_encoder || 0)}`;
+}
+
+async function stop() {
+  const pc = livedub.pc;
+  livedub.pc = null;
+  livedub.channel = null;
+  if (pc) pc.close();
+  if (livedub.selfStream) for (const t of livedub.selfStream.getTracks()) t.stop();
+  livedub.selfStream = null;
+  $("self").srcObject = null;
+  $("translated").srcObject = null;
+  $("start").disabled = false;
+  $("stop").disabled = true;
+  $("mute").disabled = true;
+  livedub.state = "idle";
+  setStatus("Stopped.");
+}
+
+$("start").onclick = start;
+$("stop").onclick = stop;
+$("retry").onclick = start;
+$("to").onchange = () => send("set_target", { language: $("to").value });
+$("engine").onchange = () => send("set_engine", { engine: $("engine").value });
+$("mute").onchange = () => send("mute", { muted: $("mute").checked });
+window.addEventListener("pagehide", () => { if (livedub.pc) livedub.pc.close(); });
+
+loadDefaults().then(listDevices);
