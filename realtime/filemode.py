@@ -39,6 +39,21 @@ class FaceDubStats:
     def face_ratio(self) -> float:
         return self.face_frames / self.frames if self.frames else 0.0
 
+    def shares(self) -> dict[str, float]:
+        """Share of frames by what drew them (exemplar, fallback_<why>, passthrough), summing to 1."""
+        total = sum(self.sources.values())
+        return {k: round(v / total, 4) for k, v in self.sources.items()} if total else {}
+
+    def drawn_by(self, engine: str) -> str:
+        """The engine that really drew the frames: never `exemplar` for a video the exemplar engine did not draw."""
+        if engine != "exemplar" or not self.sources or self.sources.get("exemplar", 0) > 0:
+            return engine
+        reasons = {k: v for k, v in self.sources.items() if k.startswith("fallback_") and v}
+        if not reasons:
+            return "passthrough"
+        why = max(reasons, key=reasons.get).removeprefix("fallback_").replace("_", " ")
+        return f"viseme (exemplar fallback: {why})"
+
 
 def dub_frames(session: DubSession, video: FaceVideo, n_frames: int, writer: Mp4Writer, *, batch_size: int = 8,
                progress: Callable[[int], None] | None = None) -> FaceDubStats:
@@ -122,7 +137,8 @@ def save_bank(session: DubSession) -> None:
     """--bank FILE: keep what this run learned of the speaker's mouth for the next run or call."""
     bank = getattr(session._engine, "bank", None)
     if session.config.bank and bank is not None:
-        bank.save(session.config.bank)
+        with atomic_output(session.config.bank) as tmp:  # committed with the run's other outputs
+            bank.save(tmp)
 
 
 @dataclass
@@ -156,4 +172,4 @@ def lipsync_file(session: DubSession, face: str | Path, audio: str | Path, outpu
     stats = write_dubbed_video(output, session, video, n_frames, audio_out, session.config.output_rate,
                                progress=progress)
     save_bank(session)
-    return LipsyncResult(stats, n_frames, video.info.fps, session.engine.name)
+    return LipsyncResult(stats, n_frames, video.info.fps, stats.drawn_by(session.engine.name))

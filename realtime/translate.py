@@ -129,7 +129,7 @@ def translate_file(session: DubSession, job: TranslateJob, *, progress: Callable
             written += write_subtitles(base, result.source_language,
                                        [(s.source_start, s.source_end, s.source_text) for s in result.segments])
         written += write_subtitles(base, result.target_language, [(s.start, s.end, s.text) for s in result.segments])
-    out = TranslateResult(result, stats, n_frames, fps, n_frames / fps, session.engine.name,
+    out = TranslateResult(result, stats, n_frames, fps, n_frames / fps, stats.drawn_by(session.engine.name),
                           time.perf_counter() - started, written)
     if job.report:
         _write_report(session, job, out)
@@ -154,7 +154,8 @@ def _write_report(session: DubSession, job: TranslateJob, out: TranslateResult) 
         "total_seconds": round(out.seconds, 3),
         "realtime_factor": round(out.seconds / out.duration, 3) if out.duration else None,
     }
-    if stats.sources:
+    if stats.sources:  # what drew the frames: exemplar, fallback_<why> (bank not ready, pose uncovered), passthrough
         doc["frame_sources"] = stats.sources
+        doc["frame_shares"] = stats.shares()
     with atomic_output(job.report) as tmp:
         tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")

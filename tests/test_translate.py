@@ -252,6 +252,9 @@ def test_video_input_uses_the_speakers_own_mouths_and_saves_the_bank(talking_vid
                  "--report", str(tmp_path / "r.json"), "-q"]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["engine"] == "exemplar"
+    sources = report["frame_sources"]  # what drew each frame, as the engine counted it
+    assert set(sources) == {"exemplar", "fallback_bank_not_ready", "fallback_pose_uncovered", "passthrough"}
+    assert sum(sources.values()) == report["frames"] and report["frame_shares"]["exemplar"] >= 0.9
     saved = MouthBank.load(bank)
     assert saved.ready and saved.counts()["open"] >= 2 and saved.counts()["closed"] >= 2
     sync = evaluate_sync(out)
@@ -264,3 +267,17 @@ def test_video_input_uses_the_speakers_own_mouths_and_saves_the_bank(talking_vid
                  "-o", str(out2), "--bank", str(bank), "--report", str(tmp_path / "r2.json"), "-q"]) == 0
     assert json.loads((tmp_path / "r2.json").read_text())["engine"] == "exemplar"
     assert evaluate_sync(out2).peak_correlation >= 0.5
+
+
+def test_report_never_claims_exemplar_for_frames_the_fallback_drew(tmp_path, capsys):
+    """A photo cannot fill a mouth bank: every frame is the viseme fallback's, and the report says so."""
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), face_frame())
+    out, report_path = tmp_path / "hola.mp4", tmp_path / "r.json"
+    assert main(["translate", str(photo), "--text", "The house is very big.", "--from", "en", "--to", "es",
+                 "--engine", "exemplar", "-o", str(out), "--report", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["engine"] == "viseme (exemplar fallback: bank not ready)"
+    assert report["frame_sources"]["exemplar"] == 0
+    assert report["frame_sources"]["fallback_bank_not_ready"] == report["frames"]
+    assert "viseme fallback (bank not ready) 100%" in capsys.readouterr().err

@@ -23,6 +23,7 @@ class Face:
     score: float = 1.0
     usable: bool = True
     reason: str = ""
+    pitch: float = 0.0  # degrees, 0 ≈ level (mesh-relative, a few degrees of offset), sign = chin down
 
 
 @runtime_checkable

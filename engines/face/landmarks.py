@@ -30,6 +30,7 @@ JAW_LINE = (
     234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454,
 )
 CHIN = 152
+FOREHEAD = 10  # top of the face oval, on the skull's midline
 # Region that moves when speaking: the jaw line closed by a line under the eyes across the nose.
 LOWER_FACE = JAW_LINE + (345, 346, 347, 348, 349, 350, 277, 195, 47, 121, 120, 119, 118, 117, 116)
 

@@ -85,6 +85,18 @@ def estimate_yaw(points3d: np.ndarray) -> float:
     return float(math.degrees(math.atan2(d[2], d[0])))
 
 
+def estimate_pitch(points3d: np.ndarray) -> float:
+    """Head pitch in degrees from mesh depth: >0 when the face tilts down (chin towards the chest).
+
+    The forehead-to-nose-base line (skull points: speech does not move them) leans in the y–z plane when
+    the head nods; 0 is where that line stands upright in the mesh, which sits within a few degrees of
+    looking straight ahead. Consumers compare pitches of one speaker, so that offset cancels.
+    """
+    top, base = points3d[lmk.FOREHEAD], points3d[lmk.NOSE_BOTTOM]
+    d = base - top
+    return float(math.degrees(math.atan2(d[2], d[1])))
+
+
 class MediapipeFaceTracker:
     """Tracks one target face; see the module docstring for the per-frame plan.
 
@@ -195,7 +207,7 @@ class MediapipeFaceTracker:
         x1, y1 = np.floor(xy.min(axis=0)).astype(int)
         x2, y2 = np.ceil(xy.max(axis=0)).astype(int)
         box = (max(int(x1), 0), max(int(y1), 0), min(int(x2), w), min(int(y2), h))
-        yaw = estimate_yaw(points)
+        yaw, pitch = estimate_yaw(points), estimate_pitch(points)
         usable, reason = True, ""
         width = min(x2 - x1, y2 - y1)
         inside = (box[2] - box[0]) * (box[3] - box[1]) / max((x2 - x1) * (y2 - y1), 1)
@@ -205,7 +217,7 @@ class MediapipeFaceTracker:
             usable, reason = False, f"face turned too far (yaw {yaw:.0f}°, limit {self.max_yaw_deg:.0f}°)"
         elif inside < 0.7:
             usable, reason = False, "face mostly outside the frame"
-        return Face(box, xy, yaw, self._score, usable, reason)
+        return Face(box, xy, yaw, self._score, usable, reason, pitch)
 
     # -- detection and target choice --------------------------------------------------------------
 

@@ -120,3 +120,84 @@ def match_colour(patch: np.ndarray, reference: np.ndarray, mask: np.ndarray | No
     gain = np.clip(sr / sp, 0.5, 2.0)
     out = (p - mp) * gain + mr
     return cv2.cvtColor(np.clip(out + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
+
+
+def match_light_field(patch: np.ndarray, reference: np.ndarray, weight: np.ndarray, *, sigma_px: float) -> np.ndarray:
+    """`patch` (BGR uint8) times a smooth per-channel gain field that makes its local brightness match
+    `reference` where `weight` > 0 (the ring where patch and frame meet), carried smoothly inside.
+
+    One gain per channel cannot follow light that changes across the face (a lamp on one side, a shadow
+    under the chin); a field of gains, as smooth as `sigma_px`, can, and stays a gain, so the patch's own
+    texture and shading are kept. Computed at low resolution: light has no fine detail.
+    """
+    w = np.asarray(weight, np.float32)
+    total = float(w.sum())
+    if total < 16.0:
+        return patch
+    h, wd = patch.shape[:2]
+    f = max(1.0, sigma_px / 4.0)  # work where sigma is ~4 px
+    size = (max(int(round(wd / f)), 4), max(int(round(h / f)), 4))
+    p = cv2.resize(patch, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    r = cv2.resize(reference, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    ws = cv2.resize(w, size, interpolation=cv2.INTER_AREA)[..., None]
+    s = max(sigma_px / f, 1.0)
+    # normalised convolution, with the ring's global mean as a weak prior where no ring pixel is near
+    prior = 0.05
+    mp = (p * ws).sum(axis=(0, 1)) / max(float(ws.sum()), 1e-6)
+    mr = (r * ws).sum(axis=(0, 1)) / max(float(ws.sum()), 1e-6)
+    norm = cv2.GaussianBlur(ws, (0, 0), s)[..., None] + prior
+    lp = (cv2.GaussianBlur(p * ws, (0, 0), s) + prior * mp) / norm
+    lr = (cv2.GaussianBlur(r * ws, (0, 0), s) + prior * mr) / norm
+    gain = np.clip((lr + 4.0) / (lp + 4.0), 0.5, 2.0)
+    gain = cv2.resize(gain, (wd, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(patch.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+
+
+def detail_energy(img: np.ndarray, weight: np.ndarray) -> float:
+    """Weighted mean squared Laplacian of the gray image: how much fine detail (focus, grain) it holds."""
+    g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+    lap = cv2.Laplacian(g.astype(np.float32), cv2.CV_32F)
+    w = np.asarray(weight, np.float32)
+    return float((lap * lap * w).sum() / max(float(w.sum()), 1e-6))
+
+
+def sharpness_index(img: np.ndarray, weight: np.ndarray) -> float:
+    """Fine detail over coarse detail (squared Laplacian over squared gradient, weighted): falls as an
+    image blurs, and depends little on what is pictured or its contrast, so two different mouths can be
+    compared by it."""
+    g = (cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img).astype(np.float32)
+    w = np.asarray(weight, np.float32)
+    lap = cv2.Laplacian(g, cv2.CV_32F)
+    grad = cv2.Sobel(g, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(g, cv2.CV_32F, 0, 1) ** 2
+    return float((lap * lap * w).sum() / max(float((grad * w).sum()), 1e-6))
+
+
+_BLURS = (0.5, 0.7, 0.9, 1.2, 1.5, 1.9, 2.4, 3.0)
+_SHARPENS = (0.25, 0.5, 0.8, 1.2)
+
+
+def match_sharpness(
+    patch: np.ndarray, reference: np.ndarray, weight: np.ndarray, *, crisper: float = 1.15, softer: float = 0.6,
+) -> np.ndarray:
+    """`patch` blurred or sharpened so its `sharpness_index` matches `reference` where `weight` > 0.
+
+    A pasted mouth that is crisper than the face around it (an exemplar from a sharper moment, a soft
+    video) or blurrier (motion blur) reads as pasted even when its colours are right. Picks the Gaussian
+    blur, or the unsharp-mask amount, that comes closest. Blurs once the patch is `crisper` × the frame's
+    index; sharpens only below `softer` × (sharpening a slightly soft resampled crop adds halos, not detail).
+    """
+    target = sharpness_index(reference, weight)
+    have = sharpness_index(patch, weight)
+    if target <= 0.0 or have <= 0.0 or softer <= have / target <= crisper:
+        return patch
+    if have > target:
+        candidates = [cv2.GaussianBlur(patch, (0, 0), s) for s in _BLURS]
+    else:
+        soft = cv2.GaussianBlur(patch, (0, 0), 1.0)
+        candidates = [cv2.addWeighted(patch, 1.0 + a, soft, -a, 0.0) for a in _SHARPENS]
+    best, err = patch, abs(np.log(have / target))
+    for c in candidates:
+        e = abs(np.log(max(sharpness_index(c, weight), 1e-9) / target))
+        if e < err:
+            best, err = c, e
+    return best

@@ -1,8 +1,11 @@
 """A bank of the speaker's own mouth pictures, for the exemplar lip engine.
 
 Every accepted frame leaves a crop of the lower face warped into one canonical frame (a similarity fitted
-on skull-fixed landmarks, so head position, size and roll drop out), its landmarks in that frame, its yaw
-and a shape descriptor. The bank keeps coverage of the mouth-shape space rather than many copies of the
+on skull-fixed landmarks, so head position, size and roll drop out), its landmarks in that frame, its yaw,
+pitch and a shape descriptor. What is accepted is judged against this speaker and this video, not against
+fixed numbers: the head pose within a band around the speaker's usual pose (the running median of the
+tracked yaw and pitch; people in calls often sit turned to the camera), and the sharpness against the
+video's own (old film, a webcam at night and paintings are soft all through). The bank keeps coverage of the mouth-shape space rather than many copies of the
 common shapes: descriptors fall into bins and each bin keeps a few of its best, most recent members; old
 members lose weight slowly so lighting changes get followed. Memory is bounded by the bytes of the stored
 arrays. Banks save to a versioned .npz so a call can start with a full one.
@@ -10,8 +13,11 @@ arrays. Banks save to a versioned .npz so a call can start with a full one.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import tempfile
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +28,10 @@ from ..errors import BadInputError
 from ..face import Face
 from ..face import landmarks as lmk
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added pitch and the speaker's pose history
+READABLE_VERSIONS = (1, 2)
+POSE_WINDOW = 301  # recent faces whose median is the speaker's usual pose (and sharpness); ~10 s at 30 fps
+FLAT_BELOW = 0.5  # Laplacian variance of a crop with no texture at all (a blank or frozen frame)
 STABLE = list(lmk.STABLE)
 INNER = list(lmk.INNER_LIPS)
 OUTER = list(lmk.OUTER_LIPS)
@@ -35,6 +44,8 @@ OPENING, WIDTH, ASPECT, DARK, TEETH = range(5)
 CLOSED_BELOW = 0.03  # inner-lip gap / eye distance under which a mouth counts as closed
 DARK_CLOSED = 0.12  # ... and the share of dark cavity inside the outer lips it may show
 OPEN_ABOVE = 0.10  # ... and over which it counts as clearly open
+SPREAD_SPAN = 0.12  # width over the usual width at that opening that counts as fully spread ("ee")
+ROUND_SPAN = 0.18  # ... and under it, fully rounded ("oo")
 _OPEN_EDGES = np.array([0.015, 0.04, 0.07, 0.10, 0.14, 0.19, 0.25])
 _SPREAD_EDGES = np.array([0.84, 0.92, 1.04, 1.10])  # mouth width / the speaker's closed-mouth width
 
@@ -48,7 +59,8 @@ class Exemplar:
     landmarks: np.ndarray
     yaw: float
     descriptor: np.ndarray  # opening, width, aspect, inner darkness, teeth (see the column constants)
-    quality: float
+    quality: float  # sharpness of the lips area (Laplacian variance in the canonical crop)
+    pitch: float = 0.0
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -76,18 +88,26 @@ def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 class MouthBank:
     """The speaker's mouths. `add(frame, face)` offers a tracked frame; `ready` says the bank can drive a
-    mouth (open and closed shapes covered). Defaults suit a 25–30 fps webcam."""
+    mouth (open and closed shapes covered). Defaults suit a 25–30 fps webcam.
+
+    `yaw_band` / `pitch_band` (degrees) is how far from the speaker's usual pose a mouth is still taken
+    (widened to 2.5 robust standard deviations of the speaker's own pose for lively speakers); `max_turn` bounds |yaw| itself (past it the far half of the mouth is foreshortened away). A face must
+    be `relative_sharpness` × as sharp as the median of the video's recent faces (motion blur, focus hunts).
+    """
 
     def __init__(
-        self, *, max_bytes: int = 64 << 20, scale: int = 96, max_yaw: float = 15.0, min_iod_px: float = 40.0,
-        min_sharpness: float = 8.0, relative_sharpness: float = 0.4, per_bin: int = 4, half_life: float = 1500.0, min_exemplars: int = 12,
+        self, *, max_bytes: int = 64 << 20, scale: int = 96, yaw_band: float = 15.0, pitch_band: float = 15.0,
+        max_turn: float = 40.0, min_iod_px: float = 20.0, relative_sharpness: float = 0.5, per_bin: int = 4,
+        half_life: float = 1500.0, min_exemplars: int = 12,
     ):
         self.max_bytes = int(max_bytes)
         self.scale = int(scale)  # canonical pixels per inter-ocular distance
-        self.max_yaw = float(max_yaw)
-        self.min_iod_px = float(min_iod_px)  # smaller faces would be upscaled into blurry exemplars
-        self.min_sharpness = float(min_sharpness)  # Laplacian variance floor on the canonical crop
-        # ... and against the bank's median: what is sharp depends on the camera, motion blur is relative
+        self.yaw_band = float(yaw_band)
+        self.pitch_band = float(pitch_band)
+        self.max_turn = float(max_turn)
+        # smaller faces carry too few pixels for a mouth (the tracker's own floor is about the same); a
+        # small face's crop is upscaled, but it is shown again at the scale it came from
+        self.min_iod_px = float(min_iod_px)
         self.relative_sharpness = float(relative_sharpness)
         self.per_bin = int(per_bin)
         self.half_life = float(half_life)  # offered frames after which a member's quality counts half
@@ -101,13 +121,23 @@ class MouthBank:
         self._bin: list[tuple[int, int, int]] = []
         self._next_id = 0
         self._cache: tuple[int, dict] | None = None
+        self._poses: deque[tuple[float, float]] = deque(maxlen=POSE_WINDOW)  # (yaw, pitch) of usable faces
+        self._sharpness: deque[float] = deque(maxlen=POSE_WINDOW)  # of the faces measured
 
     # -- filling ---------------------------------------------------------------------------------------
 
     def add(self, frame: np.ndarray, face: Face | None) -> bool:
         """Offer one frame and its tracked face; True when a mouth from it was stored."""
         self.clock += 1
-        if face is None or not face.usable or abs(face.yaw) > self.max_yaw:
+        if face is None or not face.usable:
+            return False
+        yaw, pitch = float(face.yaw), float(getattr(face, "pitch", 0.0))
+        if not (np.isfinite(yaw) and np.isfinite(pitch)):
+            return False
+        self._poses.append((yaw, pitch))
+        usual_yaw, usual_pitch = self.usual_pose()
+        yaw_band, pitch_band = self.pose_bands()
+        if abs(yaw) > self.max_turn or abs(yaw - usual_yaw) > yaw_band or abs(pitch - usual_pitch) > pitch_band:
             return False
         lm = np.asarray(face.landmarks, np.float32)[:, :2]
         if lm.shape[0] < lmk.N_LANDMARKS or not np.isfinite(lm).all() or lmk.inter_ocular(lm) < self.min_iod_px:
@@ -128,7 +158,7 @@ class MouthBank:
         aspect = float(np.linalg.norm(canon[17] - canon[0]) / max(np.linalg.norm(canon[291] - canon[61]), 1e-6))
         desc = np.float32([opening, width, aspect, dark, teeth])
         bin_key = (*key, int(teeth > 0.08))
-        item = Exemplar(self._next_id, crop, canon, float(face.yaw), desc, quality)
+        item = Exemplar(self._next_id, crop, canon, yaw, desc, quality, pitch)
         return self._insert(item, bin_key)
 
     def _make_template(self, lm: np.ndarray) -> np.ndarray:
@@ -142,22 +172,38 @@ class MouthBank:
         offset = np.float32([-CROP_X[0], -CROP_Y[0]]) * self.scale
         return ((lm[STABLE] - (left + right) / 2) @ rot.T + offset).astype(np.float32)
 
+    def usual_pose(self) -> tuple[float, float]:
+        """(yaw, pitch) the speaker usually holds: the median over the recent faces offered."""
+        if not self._poses:
+            return 0.0, 0.0
+        yaw, pitch = np.median(np.asarray(self._poses, np.float32), axis=0)
+        return float(yaw), float(pitch)
+
+    def pose_bands(self) -> tuple[float, float]:
+        """(yaw, pitch) half-widths of the accepted band: the configured ones, or 2.5 robust standard
+        deviations of the recent poses where this speaker moves more than that."""
+        if len(self._poses) < 10:
+            return self.yaw_band, self.pitch_band
+        poses = np.asarray(self._poses, np.float32)
+        spread = 2.5 * 1.4826 * np.median(np.abs(poses - np.median(poses, axis=0)), axis=0)
+        return max(self.yaw_band, float(spread[0])), max(self.pitch_band, float(spread[1]))
+
     def _quality(self, crop: np.ndarray, canon: np.ndarray) -> float:
-        """Sharpness of the lips area (Laplacian variance), 0 when blurred, badly lit or off the crop."""
+        """Sharpness of the lips area (Laplacian variance); 0 when blurred for this video, mostly clipped
+        to black or white, or off the crop. Dim and soft videos are judged against themselves."""
         x1, y1 = np.floor(canon[OUTER].min(axis=0) - 0.15 * self.scale).astype(int)
         x2, y2 = np.ceil(canon[OUTER].max(axis=0) + 0.15 * self.scale).astype(int)
         w, h = self.size
         if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
             return 0.0
         gray = cv2.cvtColor(crop[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)
-        mean = float(gray.mean())
-        clipped = float(((gray < 6) | (gray > 249)).mean())
-        if not 40.0 <= mean <= 220.0 or clipped > 0.05:
-            return 0.0
+        if float(((gray < 4) | (gray > 251)).mean()) > 0.25:
+            return 0.0  # crushed shadows or blown highlights: no lips to see
         sharp = float(cv2.Laplacian(gray, cv2.CV_32F).var())
-        floor = self.min_sharpness
-        if len(self._items) >= 8:
-            floor = max(floor, self.relative_sharpness * float(np.median([e.quality for e in self._items])))
+        self._sharpness.append(sharp)
+        floor = FLAT_BELOW
+        if len(self._sharpness) >= 5:
+            floor = max(floor, self.relative_sharpness * float(np.median(self._sharpness)))
         return sharp if sharp >= floor else 0.0
 
     def _effective(self, i: int) -> float:
@@ -234,46 +280,69 @@ class MouthBank:
         return c["total"] >= self.min_exemplars and c["closed"] >= 2 and c["open"] >= 2
 
     def shape_space(self) -> dict[str, np.ndarray]:
-        """Per exemplar, in the `MouthShape` scale: opening (by this speaker's wide opening), spread and
-        rounding (width against the closed mouth), plus descriptors and yaws; cached until the bank changes."""
+        """Per exemplar, in the `MouthShape` scale: opening (1 = the widest this speaker's bank holds, so a
+        wide target gets the widest real mouth), spread and rounding (width against this speaker's usual
+        width at that opening: a jaw drop narrows every mouth, so only a mouth narrower than its opening
+        explains is rounded), plus descriptors and poses; cached until the bank changes."""
         if self._cache is not None and self._cache[0] == self.changes:
             return self._cache[1]
         desc = np.stack([e.descriptor for e in self._items]) if self._items else np.zeros((0, 5), np.float32)
-        open_ref = max(float(np.percentile(desc[:, OPENING], 90)) if len(desc) else 0.0, 0.12)
-        rel = desc[:, WIDTH] / max(self.neutral_width(), 1e-3)
+        open_ref = max(float(np.percentile(desc[:, OPENING], 95)) if len(desc) else 0.0, 0.05)
+        rel = desc[:, WIDTH] / np.maximum(self._usual_width(desc), 1e-3)
         space = {
-            "shape": np.stack([desc[:, OPENING] / open_ref, np.clip((rel - 1.0) / 0.14, 0, 1),
-                               np.clip((1.0 - rel) / 0.22, 0, 1)], axis=1).astype(np.float32),
+            "shape": np.stack([np.clip(desc[:, OPENING] / open_ref, 0, 1.2), np.clip((rel - 1.0) / SPREAD_SPAN, 0, 1),
+                               np.clip((1.0 - rel) / ROUND_SPAN, 0, 1)], axis=1).astype(np.float32),
             "descriptor": desc,
             "yaw": np.float32([e.yaw for e in self._items]),
+            "pitch": np.float32([e.pitch for e in self._items]),
             "quality": np.float32([e.quality for e in self._items]),
         }
         self._cache = (self.changes, space)
         return space
 
+    def _usual_width(self, desc: np.ndarray) -> np.ndarray:
+        """This speaker's mouth width as a function of opening (a line fitted over the bank), per row."""
+        neutral = self.neutral_width()
+        if len(desc) < 6 or np.ptp(desc[:, OPENING]) < 0.03:
+            return np.full(len(desc), neutral, np.float32)
+        slope, _ = np.polyfit(desc[:, OPENING], desc[:, WIDTH], 1)
+        slope = min(float(slope), 0.0)  # opening never widens a mouth by itself; spread does
+        return (neutral + slope * desc[:, OPENING]).astype(np.float32)
+
     # -- persistence -----------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the bank to an .npz (compressed; the crops dominate)."""
+        """Write the bank to an .npz (compressed; the crops dominate). Atomic: a temporary file in the same
+        folder replaces the target, so a crash mid-write never leaves half a bank where a good one was."""
         path = Path(path)
-        config = {k: getattr(self, k) for k in ("max_bytes", "scale", "max_yaw", "min_iod_px", "min_sharpness",
-                                                "relative_sharpness", "per_bin", "half_life", "min_exemplars")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = {k: getattr(self, k) for k in _CONFIG}
         w, h = self.size
         n = len(self._items)
-        with path.open("wb") as fh:
-            np.savez_compressed(
-                fh, format_version=np.int32(FORMAT_VERSION), config=np.array(json.dumps(config)),
-                template=self.template if self.template is not None else np.zeros((0, 2), np.float32),
-                clock=np.int64(self.clock), next_id=np.int64(self._next_id),
-                ids=np.int64([e.id for e in self._items]),
-                crops=np.stack([e.crop for e in self._items]) if n else np.zeros((0, h, w, 3), np.uint8),
-                landmarks=np.stack([e.landmarks for e in self._items]) if n else np.zeros((0, 478, 2), np.float32),
-                yaw=np.float32([e.yaw for e in self._items]),
-                descriptor=np.stack([e.descriptor for e in self._items]) if n else np.zeros((0, 5), np.float32),
-                quality=np.float32([e.quality for e in self._items]),
-                stamp=np.int64(self._stamp), bins=np.int32(self._bin).reshape(-1, 3),
-            )
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                self._write(fh, config, n, w, h)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
+
+    def _write(self, fh, config: dict, n: int, w: int, h: int) -> None:
+        np.savez_compressed(
+            fh, format_version=np.int32(FORMAT_VERSION), config=np.array(json.dumps(config)),
+            template=self.template if self.template is not None else np.zeros((0, 2), np.float32),
+            clock=np.int64(self.clock), next_id=np.int64(self._next_id),
+            ids=np.int64([e.id for e in self._items]),
+            crops=np.stack([e.crop for e in self._items]) if n else np.zeros((0, h, w, 3), np.uint8),
+            landmarks=np.stack([e.landmarks for e in self._items]) if n else np.zeros((0, 478, 2), np.float32),
+            yaw=np.float32([e.yaw for e in self._items]), pitch=np.float32([e.pitch for e in self._items]),
+            descriptor=np.stack([e.descriptor for e in self._items]) if n else np.zeros((0, 5), np.float32),
+            quality=np.float32([e.quality for e in self._items]),
+            stamp=np.int64(self._stamp), bins=np.int32(self._bin).reshape(-1, 3),
+            poses=np.float32(list(self._poses)).reshape(-1, 2), sharpness=np.float32(list(self._sharpness)),
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MouthBank:
@@ -287,29 +356,38 @@ class MouthBank:
         except Exception as exc:
             raise BadInputError(f"{path} is not a mouth bank file ({type(exc).__name__})") from None
         version = int(data["format_version"]) if "format_version" in data else None
-        if version != FORMAT_VERSION:
-            raise BadInputError(f"{path}: mouth bank format {version}, this livedub reads format {FORMAT_VERSION}")
+        if version not in READABLE_VERSIONS:
+            raise BadInputError(f"{path}: mouth bank format {version}, this livedub reads formats "
+                                f"{', '.join(map(str, READABLE_VERSIONS))}")
         need = {"config", "template", "clock", "next_id", "ids", "crops", "landmarks", "yaw", "descriptor",
                 "quality", "stamp", "bins"}
         if need - data.keys():
             raise BadInputError(f"{path}: mouth bank misses {sorted(need - data.keys())}")
         try:
-            bank = cls(**json.loads(str(data["config"])))
+            # settings this livedub no longer has (format 1's absolute yaw and sharpness limits) are dropped
+            bank = cls(**{k: v for k, v in json.loads(str(data["config"])).items() if k in _CONFIG})
             n = len(data["ids"])
             w, h = bank.size
             if data["crops"].shape != (n, h, w, 3) or data["landmarks"].shape != (n, lmk.N_LANDMARKS, 2):
                 raise ValueError("array shapes disagree")
             bank.template = data["template"].astype(np.float32) if len(data["template"]) else None
             bank.clock, bank._next_id = int(data["clock"]), int(data["next_id"])
+            pitch = data["pitch"] if "pitch" in data else np.zeros(n, np.float32)  # format 1: none measured
+            bank._poses.extend((float(y), float(p)) for y, p in data.get("poses", np.zeros((0, 2)))[-POSE_WINDOW:])
+            bank._sharpness.extend(float(v) for v in data.get("sharpness", np.zeros(0))[-POSE_WINDOW:])
             for i in range(n):
                 bank._items.append(Exemplar(int(data["ids"][i]), data["crops"][i].copy(), data["landmarks"][i].copy(),
-                                            float(data["yaw"][i]), data["descriptor"][i].copy(), float(data["quality"][i])))
+                                            float(data["yaw"][i]), data["descriptor"][i].copy(), float(data["quality"][i]),
+                                            float(pitch[i])))
                 bank._stamp.append(int(data["stamp"][i]))
                 bank._bin.append(tuple(int(v) for v in data["bins"][i]))
         except (TypeError, ValueError, KeyError) as exc:
             raise BadInputError(f"{path}: damaged mouth bank ({exc})") from None
         bank.changes = 1
         return bank
+
+
+_CONFIG = tuple(p for p in inspect.signature(MouthBank.__init__).parameters if p != "self")
 
 
 def is_closed(descriptor: np.ndarray) -> np.ndarray:
