@@ -68,15 +68,66 @@ class Settings:
         return replace(self, origin=origin, **changes)
 
 
+# What each table of the config file holds: key → (the expected type, how the error describes it).
+_TABLES = {
+    "asr": {"model": (str, '"DIR"')},
+    "tts": {"voices": ((list, str), '["VOICE.onnx", ...]')},
+    "lipsync": {"checkpoint": (str, '"wav2lip_gan.pth"'), "syncnet": (str, '"syncnet_v2.model"')},
+}
+
+
+def _read_config(path: Path, *, required: bool) -> dict:
+    """The parsed config file; {} when the default file does not exist. Errors name the file."""
+    if not path.exists():
+        if required:
+            raise LivedubError(f"--config {path}: no such file")
+        return {}
+    if path.is_dir():
+        raise LivedubError(f"{path}: is a folder, not a config file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise LivedubError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise LivedubError(f"{path}: the config file is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LivedubError(f"{path}: not a valid TOML config ({exc})") from None
+    _check_config(path, data)
+    return data
+
+
+def _check_config(path: Path, data: dict) -> None:
+    """Every known table and key has the type the code reads; the error says what was expected."""
+    for table, keys in _TABLES.items():
+        if table not in data:
+            continue
+        example = ", ".join(f"{k} = {shape}" for k, (_, shape) in keys.items())
+        section = data[table]
+        if not isinstance(section, dict):
+            raise LivedubError(f"{path}: [{table}] must be a table with {example}")
+        for key, (kind, shape) in keys.items():
+            value = section.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, kind) or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
+                raise LivedubError(f"{path}: [{table}] {key} must be {shape}, not {value!r}")
+    if "mt" in data:
+        mt = data["mt"]
+        if not isinstance(mt, dict):
+            raise LivedubError(f'{path}: [mt] must be a table of PAIR = "DIR", e.g. en-de = "/models/opus-mt-en-de"')
+        for pair, value in mt.items():
+            if not isinstance(value, str):
+                raise LivedubError(f'{path}: [mt] {pair} must be "DIR" (a model directory), not {value!r}')
+
+
 def load_settings(path: Path | None = None) -> Settings:
-    """Settings from the config file (if any) overlaid with LIVEDUB_* environment variables."""
-    path = path or config_path()
-    data: dict = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise LivedubError(f"{path}: not a valid TOML config ({exc})") from None
+    """Settings from the config file (if any) overlaid with LIVEDUB_* environment variables.
+
+    A `path` passed explicitly (--config) must exist; the default file (or LIVEDUB_CONFIG) may be absent.
+    """
+    data = _read_config(path or config_path(), required=path is not None)
     origin: dict[str, str] = {}
 
     def pick(key: str, env: str, value: object) -> object:

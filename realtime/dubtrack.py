@@ -20,15 +20,25 @@ TIMELINE_RATE = 16_000
 MIN_GAP = 0.05  # seconds of breath between two clips pushed together
 
 
-def speed_fit(natural_seconds: float, slot_seconds: float, min_speed: float = 0.8, max_speed: float = 1.3) -> float:
-    """The TTS speed that makes a clip of `natural_seconds` fill `slot_seconds`, bounded to sound natural.
+NATURAL_SLOWEST = 0.95  # the most a clip is ever slowed: more sounds dragged, and lips follow any pace
 
-    A clip shorter than its slot is slowed (down to `min_speed`), a longer one sped up (up to `max_speed`);
-    what still does not fit pushes the next clip.
+
+def speed_fit(
+    natural_seconds: float, slot_seconds: float, min_speed: float = NATURAL_SLOWEST, max_speed: float = 1.3
+) -> float:
+    """The TTS speed for a clip of `natural_seconds` in a slot of `slot_seconds` (natural pacing).
+
+    A clip longer than its slot is sped up to fit (at most `max_speed`; what still does not fit pushes the
+    next clip). A shorter one keeps its natural speed and leaves the rest as pause, unless a slight
+    slow-down (never below 0.95×, whatever `min_speed` asks) makes it fill the slot exactly: stretching
+    speech to fill pauses costs naturalness and buys nothing, since the lips follow the audio anyway.
     """
     if natural_seconds <= 0 or slot_seconds <= 0:
         return 1.0
-    return float(min(max(natural_seconds / slot_seconds, min_speed), max_speed))
+    ratio = natural_seconds / slot_seconds
+    if ratio >= 1.0:
+        return float(min(ratio, max(max_speed, 1.0)))
+    return float(ratio) if ratio >= max(min_speed, NATURAL_SLOWEST) else 1.0
 
 
 @dataclass(frozen=True, eq=False)

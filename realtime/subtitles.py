@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from .outputs import atomic_output
+
 Cue = tuple[float, float, str]  # start, end (seconds), text
 
 
@@ -40,9 +42,15 @@ def _clean(cues: Sequence[Cue]) -> list[Cue]:
     return out
 
 
+def subtitle_paths(base: Path, language: str) -> list[Path]:
+    """Where the subtitles of one language go: BASE.LANG.srt and BASE.LANG.vtt."""
+    return [base.with_name(f"{base.name}.{language}.srt"), base.with_name(f"{base.name}.{language}.vtt")]
+
+
 def write_subtitles(base: Path, language: str, cues: Sequence[Cue]) -> list[Path]:
-    """BASE.LANG.srt and BASE.LANG.vtt; returns the paths written."""
-    paths = [base.with_name(f"{base.name}.{language}.srt"), base.with_name(f"{base.name}.{language}.vtt")]
-    paths[0].write_text(srt(cues), encoding="utf-8")
-    paths[1].write_text(vtt(cues), encoding="utf-8")
+    """BASE.LANG.srt and BASE.LANG.vtt, each written whole (see outputs.py); returns their paths."""
+    paths = subtitle_paths(base, language)
+    for path, text in zip(paths, (srt(cues), vtt(cues)), strict=True):
+        with atomic_output(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return paths

@@ -323,6 +323,9 @@ class MouthBank:
         try:
             with os.fdopen(fd, "wb") as fh:
                 self._write(fh, config, n, w, h)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a bank is an ordinary user file
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ says so in `lse_note`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..errors import BadInputError, MissingModelError
 
 SPEECH_BAND_HZ = (300.0, 3400.0)  # where voiced speech energy lives; drops rumble and hiss
 MIN_PAIRS = 8
+DEFAULT_MAX_OFFSET = 15  # frames searched either way unless asked (fewer when the clip is shorter)
 # Mouth-opening spread (eye-distance units) below which the mouth counts as still: a still face measures
 # ~0.002 of landmark noise, a talking mouth 0.05+. Without this floor z-scoring would blow the noise up
 # to unit variance and random lags would correlate at ~0.3.
@@ -55,6 +57,7 @@ class SyncReport:
     lse_d: float | None = None
     lse_c: float | None = None
     lse_note: str = NO_CHECKPOINT
+    warning: str = ""  # e.g. where a damaged file stopped decoding (what decoded before it was analysed)
 
     @property
     def offset_seconds(self) -> float:
@@ -84,6 +87,8 @@ def lagged_correlations(mouth: np.ndarray, envelope: np.ndarray, max_offset: int
     m, e = m[:n], e[:n]
     out = np.full(2 * max_offset + 1, np.nan)
     for j, k in enumerate(range(-max_offset, max_offset + 1)):
+        if abs(k) >= n:
+            continue  # no frames overlap at this lag
         a = m[max(k, 0) : n + min(k, 0)]
         b = e[max(-k, 0) : n - max(k, 0)]
         ok = np.isfinite(a) & np.isfinite(b)
@@ -146,10 +151,35 @@ def speech_envelope(pcm: np.ndarray, sample_rate: int, times: np.ndarray, fps: f
     return 10.0 * np.log10(energy + 1e-8)  # floor at -80 dB so silence does not dominate the z-score
 
 
-def _mouth_track(path: Path, tracker: object) -> tuple[np.ndarray, np.ndarray, float, float]:
+def probe_frames(path: str | os.PathLike) -> int | None:
+    """The video's frame count from its header (no decoding); None when the file does not say."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            rate = stream.average_rate or stream.guessed_rate
+            if stream.duration is not None and stream.time_base is not None and rate:
+                return int(round(float(stream.duration * stream.time_base) * float(rate)))
+    except Exception:  # unreadable: evaluate_sync says so in its own words
+        return None
+    return None
+
+
+def max_offset_limit(frames: int) -> int:
+    """The largest lag a video of `frames` frames can be searched at (MIN_PAIRS frames still overlap)."""
+    return max(frames - MIN_PAIRS, 0)
+
+
+def _mouth_track(path: Path, tracker: object) -> tuple[np.ndarray, np.ndarray, float, float, str]:
     """Mouth opening and presentation time per video frame, decoded one frame at a time.
 
-    Returns (openings, times, fps, audio_start) where times are seconds on the container clock.
+    Returns (openings, times, fps, audio_start, warning) where times are seconds on the container clock; a
+    file damaged part-way gives the frames before the damage and a warning saying where it is.
     """
     import av
 
@@ -172,39 +202,82 @@ def _mouth_track(path: Path, tracker: object) -> tuple[np.ndarray, np.ndarray, f
                 audio_start = float(a.start_time * a.time_base)
         openings: list[float] = []
         times: list[float] = []
-        for i, frame in enumerate(container.decode(stream)):
-            t = frame.time if frame.time is not None else i / fps
+        warning = ""
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames, None)
+            except Exception as exc:  # av raises InvalidData and other FFmpeg errors mid-file
+                reason = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).splitlines()[0][:160]
+                if not openings:
+                    raise BadInputError(f"{path}: the video track cannot be decoded ({reason})") from None
+                at = times[-1] + 1.0 / fps
+                warning = (f"{path}: damaged or truncated at {at:.2f} s ({reason}): measured the "
+                           f"{len(openings)} frames before it")
+                break
+            if frame is None:
+                break
+            t = frame.time if frame.time is not None else len(openings) / fps
             face = tracker.track(frame.to_ndarray(format="bgr24"), timestamp=t)
             usable = face is not None and face.usable
             openings.append(lmk.mouth_opening(face.landmarks) if usable else np.nan)
             times.append(t)
-    return np.asarray(openings), np.asarray(times), fps, audio_start
+    return np.asarray(openings), np.asarray(times), fps, audio_start, warning
 
 
 def evaluate_sync(
-    video_path: str | os.PathLike, *, max_offset: int = 15, syncnet_checkpoint: str | os.PathLike | None = None,
+    video_path: str | os.PathLike, *, max_offset: int | None = None,
+    syncnet_checkpoint: str | os.PathLike | None = None,
 ) -> SyncReport:
     """Measure lip sync of a video file with its own audio track (see the module docstring).
 
     Frames are decoded and tracked one at a time, so long videos do not fill memory. The mouth is
-    measured on raw (unsmoothed) landmarks so the measure adds no lag of its own.
+    measured on raw (unsmoothed) landmarks so the measure adds no lag of its own. A clip that cannot be
+    measured — no speech, too few frames with a face, a lag search longer than the clip — is refused
+    (BadInputError) rather than reported as in sync. `max_offset` None: DEFAULT_MAX_OFFSET, or less when
+    the clip is too short for it.
     """
+    from ..asr.vad import speech_spans
     from ..audio import SAMPLE_RATE, decode_audio
     from ..face.mediapipe_tracker import MediapipeFaceTracker
 
     path = Path(video_path)
+    if max_offset is not None and max_offset < 0:
+        raise BadInputError(f"max offset {max_offset}: the lag search cannot be negative")
     if syncnet_checkpoint is not None:
         _check_syncnet(Path(syncnet_checkpoint))
     pcm = decode_audio(path, SAMPLE_RATE)  # raises BadInputError for missing files or no audio
+    expected = probe_frames(path)
+    _check_lag_search(path, expected, max_offset)  # before the slow part, when the header says
+    if not speech_spans(pcm):
+        raise BadInputError(f"{path}: no speech in the audio track (silence or noise): nothing to measure the "
+                            "mouth against")
     tracker = MediapipeFaceTracker(smoothing=0)
     try:
-        openings, times, fps, audio_start = _mouth_track(path, tracker)
+        openings, times, fps, audio_start, warning = _mouth_track(path, tracker)
     finally:
         tracker.close()
     if len(openings) == 0:
         raise BadInputError(f"{path}: the video track holds no frames")
+    if not warning and expected is not None and expected - len(openings) > max(2, expected // 50):
+        warning = (f"{path}: damaged or truncated at {times[-1]:.2f} s ({len(openings)} of the {expected} frames "
+                   "its header lists decode): measured those")
+    faces = int(np.isfinite(openings).sum())
+    if faces < MIN_PAIRS:
+        raise BadInputError(f"{path}: a usable face in {faces} of {len(openings)} frames; measuring lip sync "
+                            f"needs at least {MIN_PAIRS}")
+    if max_offset is None:
+        max_offset = min(DEFAULT_MAX_OFFSET, max_offset_limit(len(openings)))
+    _check_lag_search(path, len(openings), max_offset)
     envelope = speech_envelope(pcm, SAMPLE_RATE, times - audio_start, fps)
-    return sync_from_arrays(openings, envelope, max_offset, fps=fps)
+    report = sync_from_arrays(openings, envelope, max_offset, fps=fps)
+    return dataclasses.replace(report, warning=warning) if warning else report
+
+
+def _check_lag_search(path: Path, frames: int | None, max_offset: int | None) -> None:
+    if max_offset is not None and frames is not None and max_offset > max_offset_limit(frames):
+        raise BadInputError(f"{path}: {frames} frames cannot be searched +-{max_offset} frames "
+                            f"(at most +-{max_offset_limit(frames)})")
 
 
 def _check_syncnet(path: Path) -> None:

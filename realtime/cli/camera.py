@@ -13,7 +13,8 @@ from livedub.engines.metrics import format_table
 from ..config import DubConfig
 from ..factory import ModelPool
 from ..live import LiveOptions, LiveReport, LiveRun
-from .common import common_flags, config_from, lip_flags, model_flags, say
+from ..outputs import BANK, VIDEO
+from .common import common_flags, config_from, lip_flags, model_flags, output_plan, say
 
 EXAMPLES = """\
 examples:
@@ -104,9 +105,13 @@ async def run_live(config: DubConfig, pool: ModelPool, options: LiveOptions, *, 
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     options = options_from(args)
+    plan = output_plan(args, config.settings)  # checked before any device opens; written when the call ends
+    plan.add("--record", args.record, VIDEO)
+    plan.add("--bank", args.bank, BANK)
     pool = ModelPool(config.settings)
     try:
-        report = asyncio.run(run_live(config, pool, options, quiet=args.quiet, stats=args.stats))
+        with plan:
+            report = asyncio.run(run_live(config, pool, options, quiet=args.quiet, stats=args.stats))
     finally:
         pool.close()
     for sink in report.sinks:

@@ -11,6 +11,12 @@ from livedub.engines.errors import LivedubError
 from livedub.engines.settings import Settings, load_settings
 
 from ..config import LIP_ENGINES, WAV2LIP_BACKENDS, DubConfig
+from ..outputs import OutputPlan
+
+# Every flag that names something a command reads: no output may be the same file as one of them.
+INPUT_FLAGS = {"input": "INPUT", "video": "VIDEO", "face": "--face", "audio": "--audio", "text_file": "--text-file",
+               "checkpoint": "--checkpoint", "syncnet": "--syncnet", "config": "--config", "asr_model": "--asr-model",
+               "source_file": "--source"}
 
 EPILOG = """\
 models come from installed packages (whisper-base, tiny.en, the en_US joe Piper voice), Debian programs
@@ -35,8 +41,8 @@ def dub_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mt", choices=("auto", "whisper"), default="auto",
                    help="auto: a text translator (your model, Apertium), whisper's translate task when none "
                         "serves the pair and --to is en; whisper: always whisper's speech → English translation")
-    g.add_argument("--min-speed", type=float, default=0.8, help="slowest speech rate to fit a slot (0.8)")
-    g.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to fit a slot (1.3)")
+    g.add_argument("--min-speed", type=float, default=0.8, help="slowest speech rate to fit a slot, 0.5..1 (0.8)")
+    g.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to fit a slot, 1..2 (1.3)")
 
 
 def lip_flags(p: argparse.ArgumentParser, *, fps: bool = True) -> None:
@@ -52,9 +58,9 @@ def lip_flags(p: argparse.ArgumentParser, *, fps: bool = True) -> None:
                    help="where Wav2Lip runs: auto picks the fastest available (tensorrt > ort-trt > ort-cuda > "
                         "ort-cpu); an unavailable choice falls back with a warning")
     g.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-                   help="Wav2Lip crop padding in pixels (0 10 0 0, as the reference)")
+                   help="Wav2Lip crop padding in pixels, 0..256 each (0 10 0 0, as the reference)")
     if fps:
-        g.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo (25)")
+        g.add_argument("--fps", type=float, default=25.0, help="frame rate for a photo, above 0 and at most 240 (25)")
     g.add_argument("--nosmooth", action="store_true", help="no temporal smoothing of the face landmarks")
     g.add_argument("--box", metavar="'TOP BOTTOM LEFT RIGHT'", help="fixed face box in pixels: skips detection")
 
@@ -92,15 +98,52 @@ def parse_box(text: str | None) -> tuple[int, int, int, int] | None:
     return x1, y1, x2, y2
 
 
+def check_range(flag: str, value: float | None, low: float, high: float, *, low_open: bool = False) -> None:
+    """One numeric flag against its range; the error names the flag and the range."""
+    if value is None:
+        return
+    above = value > low if low_open else value >= low
+    if not (math.isfinite(value) and above and value <= high):
+        bound = f"above {low:g}" if low_open else f"at least {low:g}"
+        raise LivedubError(f"{flag} {value:g}: must be a number {bound} and at most {high:g}")
+
+
 def check_speeds(args: argparse.Namespace) -> None:
-    if not 0.5 <= args.min_speed <= 1.0 <= args.max_speed <= 2.0:
-        raise LivedubError("speeds must satisfy 0.5 <= --min-speed <= 1 <= --max-speed <= 2")
+    if not (math.isfinite(args.min_speed) and math.isfinite(args.max_speed)
+            and 0.5 <= args.min_speed <= 1.0 <= args.max_speed <= 2.0):
+        raise LivedubError(f"--min-speed {args.min_speed:g} --max-speed {args.max_speed:g}: speeds must satisfy "
+                           "0.5 <= --min-speed <= 1 <= --max-speed <= 2")
 
 
 def check_fps(args: argparse.Namespace) -> None:
-    fps = getattr(args, "fps", None)
-    if fps is not None and not (math.isfinite(fps) and 0 < fps <= 240):
-        raise LivedubError(f"--fps {fps:g}: must be a number above 0 and at most 240")
+    check_range("--fps", getattr(args, "fps", None), 0, 240, low_open=True)
+
+
+def check_lip_numbers(args: argparse.Namespace) -> None:
+    """--resize-factor and --pads (0 and negatives were silently treated as 1 / accepted before)."""
+    check_range("--resize-factor", getattr(args, "resize_factor", None), 1, 16)
+    for name, pad in zip(("TOP", "BOTTOM", "LEFT", "RIGHT"), getattr(args, "pads", None) or (), strict=False):
+        if not 0 <= pad <= 256:
+            raise LivedubError(f"--pads {name} {pad}: each pad must be between 0 and 256 pixels")
+
+
+def input_paths(args: argparse.Namespace, settings: Settings | None = None) -> list[tuple[str, object]]:
+    """(flag, path) of everything this command reads: the files its outputs must never be."""
+    found: list[tuple[str, object]] = [(flag, getattr(args, key)) for key, flag in INPUT_FLAGS.items()
+                                       if getattr(args, key, None)]
+    found += [("--voice", v) for v in getattr(args, "voice", None) or ()]
+    if settings is not None:
+        found += [("[tts] voice", v) for v in settings.voices]
+        found += [(f"[mt] {pair}", p) for pair, p in settings.mt_models.items()]
+        found += [(label, p) for label, p in (("the Wav2Lip checkpoint", settings.wav2lip_checkpoint),
+                                              ("the SyncNet checkpoint", settings.syncnet_checkpoint),
+                                              ("the ASR model", settings.asr_model)) if p]
+    return found
+
+
+def output_plan(args: argparse.Namespace, settings: Settings | None = None) -> OutputPlan:
+    """An empty plan that knows this command's inputs; the command adds its outputs before any work."""
+    return OutputPlan(input_paths(args, settings))
 
 
 def config_from(args: argparse.Namespace, *, target: str | None = None) -> DubConfig:
@@ -110,15 +153,16 @@ def config_from(args: argparse.Namespace, *, target: str | None = None) -> DubCo
     if hasattr(args, "min_speed"):
         check_speeds(args)
     check_fps(args)
+    check_lip_numbers(args)
     keep = float(getattr(args, "keep_original", 0.0) or 0.0)
     if not (math.isfinite(keep) and 0.0 <= keep <= 1.0):
-        raise LivedubError("--keep-original takes a volume between 0 and 1 (e.g. 0.15)")
+        raise LivedubError(f"--keep-original {keep:g}: takes a volume between 0 and 1 (e.g. 0.15)")
     to = target if target is not None else args.to
     source = getattr(args, "source", None)
     bank = getattr(args, "bank", None)
     return DubConfig(
-        target=check_language(to, "--to") if to else "en",
-        source=check_language(source, "--from") if source else None,
+        target=check_language(to, "--to") if to is not None else "en",
+        source=check_language(source, "--from") if source is not None else None,
         mt=getattr(args, "mt", "auto"),
         min_speed=getattr(args, "min_speed", 0.8),
         max_speed=getattr(args, "max_speed", 1.3),
@@ -128,10 +172,10 @@ def config_from(args: argparse.Namespace, *, target: str | None = None) -> DubCo
         int8=bool(getattr(args, "int8", False)),
         engine_backend=getattr(args, "engine_backend", "auto"),
         pads=tuple(getattr(args, "pads", (0, 10, 0, 0))),
-        fps=float(getattr(args, "fps", 25.0) or 25.0),
+        fps=float(getattr(args, "fps", None) or 25.0),
         smooth=not getattr(args, "nosmooth", False),
         box=parse_box(getattr(args, "box", None)),
-        resize_factor=int(getattr(args, "resize_factor", 1) or 1),
+        resize_factor=int(getattr(args, "resize_factor", None) or 1),
         captions=bool(getattr(args, "captions", False)),
         settings=settings_from(args),
     )

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from livedub.engines.errors import LivedubError
 
 from .common import common_flags, model_flags, settings_from
+
+MAX_OFFSET = 1000  # frames (40 s at 25 fps): far past any real A/V offset
 
 
 def register(sub) -> None:
@@ -14,7 +19,8 @@ def register(sub) -> None:
                     "cross-correlated over +-MAX_OFFSET frames. LSE-D/LSE-C need a SyncNet checkpoint.",
     )
     p.add_argument("video", metavar="VIDEO", help="a video with a face and speech")
-    p.add_argument("--max-offset", type=int, default=15, help="frames searched either way (15)")
+    p.add_argument("--max-offset", type=int, metavar="FRAMES",
+                   help="frames searched either way (15, or fewer for a short clip; 0..the clip's frames - 8)")
     p.add_argument("--syncnet", metavar="CKPT", help="SyncNet checkpoint for LSE-D/LSE-C")
     model_flags(p)
     common_flags(p)
@@ -22,18 +28,38 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livedub.engines.lipsync.sync_metric import evaluate_sync
+    from livedub.engines.lipsync.sync_metric import MIN_MOUTH_MOTION, evaluate_sync
 
     settings = settings_from(args).with_flags(syncnet_checkpoint=args.syncnet)
+    check_max_offset(args.max_offset, args.video)
     report = evaluate_sync(args.video, max_offset=args.max_offset, syncnet_checkpoint=settings.syncnet_checkpoint)
+    if report.warning:
+        print(f"livedub: warning: {report.warning}", file=sys.stderr)
     lead = "audio leads the mouth" if report.offset_frames > 0 else "mouth leads the audio"
     print(f"{args.video}: {report.frames} frames, face in {report.face_frames}")
-    print(f"  AV offset        {report.offset_frames:+d} frames ({report.offset_seconds * 1000:+.0f} ms; "
-          f"{lead if report.offset_frames else 'in sync'})")
-    print(f"  peak correlation {report.peak_correlation:.3f} (mouth opening vs speech envelope, +-{args.max_offset} frames)")
+    if report.mouth_motion < MIN_MOUTH_MOTION:
+        print("  AV offset        none: the mouth does not move, so it follows no speech")
+    else:
+        print(f"  AV offset        {report.offset_frames:+d} frames ({report.offset_seconds * 1000:+.0f} ms; "
+              f"{lead if report.offset_frames else 'in sync'})")
+    print(f"  peak correlation {report.peak_correlation:.3f} (mouth opening vs speech envelope, "
+          f"+-{report.max_offset} frames)")
     print(f"  mouth motion     {report.mouth_motion:.4f}")
     if report.lse_d is not None:
         print(f"  LSE-D {report.lse_d:.3f}  LSE-C {report.lse_c:.3f}")
     else:
         print(f"  {report.lse_note}")
     return 0
+
+
+def check_max_offset(value: int | None, video: str) -> None:
+    """--max-offset: 0 or more, and short enough that the clip still overlaps itself at the largest lag."""
+    from livedub.engines.lipsync.sync_metric import max_offset_limit, probe_frames
+
+    if value is None:
+        return
+    if not 0 <= value <= MAX_OFFSET:
+        raise LivedubError(f"--max-offset {value}: must be between 0 and {MAX_OFFSET} frames")
+    frames = probe_frames(video)
+    if frames is not None and value > max_offset_limit(frames):
+        raise LivedubError(f"--max-offset {value}: {video} has {frames} frames, so at most {max_offset_limit(frames)}")

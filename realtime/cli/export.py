@@ -9,8 +9,8 @@ from pathlib import Path
 
 from livedub.engines.errors import LivedubError
 
-from ..outputs import atomic_output
-from .common import common_flags
+from ..outputs import ONNX, TENSORRT, atomic_output
+from .common import check_range, common_flags, output_plan
 
 
 def register(sub) -> None:
@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--fp16", action="store_true", help="half precision: fp16 ONNX weights, fp16 TensorRT kernels")
     p.add_argument("--tensorrt", metavar="OUT.plan", help="also build a TensorRT engine (needs an NVIDIA GPU and "
                    "pip install 'livedub[gpu]'); cached by checkpoint, GPU and TensorRT version")
-    p.add_argument("--max-batch", type=int, default=64, metavar="N", help="largest batch of the TensorRT engine (64)")
+    p.add_argument("--max-batch", type=int, default=64, metavar="N",
+                   help="largest batch of the TensorRT engine (1..1024; 64)")
     common_flags(p)
     p.set_defaults(func=run)
 
@@ -36,27 +37,32 @@ def run(args: argparse.Namespace) -> int:
 
     from livedub.export.onnx_export import export_onnx
 
-    if not Path(args.checkpoint).exists():
-        raise LivedubError(f"{args.checkpoint}: no such checkpoint")
-    if args.max_batch < 1:
-        raise LivedubError(f"--max-batch {args.max_batch}: must be at least 1")
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise LivedubError(f"{checkpoint}: {'is a folder, not' if checkpoint.is_dir() else 'no such'} checkpoint")
+    check_range("--max-batch", args.max_batch, 1, 1024)
+    outputs = output_plan(args)
+    onnx = None
+    if args.onnx is not None or not args.tensorrt:
+        onnx = outputs.add("--onnx", args.onnx if args.onnx is not None else checkpoint.with_suffix(".onnx"), ONNX)
+    outputs.add("--tensorrt", args.tensorrt, TENSORRT)
     if args.tensorrt:
         from livedub.export.tensorrt_build import require_tensorrt
 
         require_tensorrt()  # say so at once on a machine without TensorRT or a GPU, before any export
-    started = time.perf_counter()
-    if args.onnx or not args.tensorrt:
-        out = Path(args.onnx or Path(args.checkpoint).with_suffix(".onnx"))
-        with atomic_output(out) as tmp:
-            export_onnx(args.checkpoint, tmp, fp16=args.fp16)
-        print(f"{out}: exported in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    if args.tensorrt:
-        from livedub.export.tensorrt_build import cached_plan
-
+    with outputs:  # the ONNX file and the engine appear together when both are built, neither otherwise
         started = time.perf_counter()
-        plan = cached_plan(args.checkpoint, fp16=args.fp16, max_batch=args.max_batch)
-        with atomic_output(args.tensorrt) as tmp:
-            shutil.copyfile(plan, tmp)
-        print(f"{args.tensorrt}: TensorRT engine ({'fp16' if args.fp16 else 'fp32'}, batch 1..{args.max_batch}) in "
-              f"{time.perf_counter() - started:.1f} s (cached as {plan})", file=sys.stderr)
+        if onnx is not None:
+            with atomic_output(onnx) as tmp:
+                export_onnx(checkpoint, tmp, fp16=args.fp16)
+            print(f"{onnx}: exported in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        if args.tensorrt:
+            from livedub.export.tensorrt_build import cached_plan
+
+            started = time.perf_counter()
+            plan = cached_plan(checkpoint, fp16=args.fp16, max_batch=args.max_batch)
+            with atomic_output(args.tensorrt) as tmp:
+                shutil.copyfile(plan, tmp)
+            print(f"{args.tensorrt}: TensorRT engine ({'fp16' if args.fp16 else 'fp32'}, batch 1..{args.max_batch}) "
+                  f"in {time.perf_counter() - started:.1f} s (cached as {plan})", file=sys.stderr)
     return 0

@@ -7,8 +7,9 @@ import time
 
 from ..factory import ModelPool
 from ..filemode import lipsync_file
+from ..outputs import BANK, VIDEO
 from ..session import DubSession
-from .common import common_flags, config_from, lip_flags, model_flags, progress_bar, say
+from .common import common_flags, config_from, lip_flags, model_flags, output_plan, progress_bar, say
 from .translate import describe_sources
 
 
@@ -25,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--audio", required=True, metavar="AUDIO", help="speech to lip-sync (any audio/video file)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="H.264 + AAC mp4")
     lip_flags(p)
-    p.add_argument("--resize-factor", type=int, default=1, help="divide the input resolution by this (1)")
+    p.add_argument("--resize-factor", type=int, default=1, help="divide the input resolution by this (1..16; 1)")
     model_flags(p)
     common_flags(p)
     p.set_defaults(func=run)
@@ -34,13 +35,17 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from(args, target="en")  # no translation: the language is never used
     started = time.perf_counter()
-    session = DubSession(config, ModelPool(config.settings))
-    try:
-        with progress_bar(args, "lip-sync", "frame") as bar:
-            out = lipsync_file(session, args.face, args.audio, args.output, progress=bar.update,
-                               total=lambda n: setattr(bar, "total", n))
-    finally:
-        session.close()
+    plan = output_plan(args, config.settings)
+    plan.add("-o", args.output, VIDEO)
+    plan.add("--bank", args.bank, BANK)
+    with plan:  # the video and the bank appear together when the run succeeds, neither otherwise
+        session = DubSession(config, ModelPool(config.settings))
+        try:
+            with progress_bar(args, "lip-sync", "frame") as bar:
+                out = lipsync_file(session, args.face, args.audio, args.output, progress=bar.update,
+                                   total=lambda n: setattr(bar, "total", n))
+        finally:
+            session.close()
     drawn = describe_sources(out.stats.sources)
     say(args, f"{args.output}: {out.stats.frames} frames at {out.fps:g} fps, face in {out.stats.face_ratio:.0%}, "
               f"engine {out.engine}{f' ({drawn})' if drawn else ''}, {time.perf_counter() - started:.1f} s")

@@ -9,9 +9,9 @@ import time
 from livedub.engines.audio import decode_audio, write_wav
 
 from ..factory import ModelPool
-from ..outputs import atomic_output
+from ..outputs import JSON, WAV, atomic_output
 from ..session import DubSession
-from .common import common_flags, config_from, dub_flags, model_flags, progress_bar, say
+from .common import common_flags, config_from, dub_flags, model_flags, output_plan, progress_bar, say
 
 
 def register(sub) -> None:
@@ -37,18 +37,22 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from(args).replace(output_rate=None)  # the voice's own rate: a speech WAV needs no 48 kHz
     started = time.perf_counter()
-    pcm = decode_audio(args.input)
-    session = DubSession(config, ModelPool(config.settings), video=False)
-    with progress_bar(args, "dubbing", "sentence") as bar:
-        result = session.dub_recording(pcm, progress=bar.update,
-                                       total=lambda n: (setattr(bar, "total", n), bar.refresh()))
-    track = result.track
-    with session.times.stage("write"):
-        audio = track.render(0.0, max(result.duration, track.end))
-        with atomic_output(args.output) as tmp:
-            write_wav(tmp, audio, track.output_rate)
-        if args.transcript:
-            _write_transcript(args.transcript, result, args.input)
+    plan = output_plan(args, config.settings)
+    plan.add("-o", args.output, WAV)
+    plan.add("--transcript", args.transcript, JSON)
+    with plan:  # the speech and its transcript appear together when the run succeeds, neither otherwise
+        pcm = decode_audio(args.input)
+        session = DubSession(config, ModelPool(config.settings), video=False)
+        with progress_bar(args, "dubbing", "sentence") as bar:
+            result = session.dub_recording(pcm, progress=bar.update,
+                                           total=lambda n: (setattr(bar, "total", n), bar.refresh()))
+        track = result.track
+        with session.times.stage("write"):
+            audio = track.render(0.0, max(result.duration, track.end))
+            with atomic_output(args.output) as tmp:
+                write_wav(tmp, audio, track.output_rate)
+            if args.transcript:
+                _write_transcript(args.transcript, result, args.input)
     say(args, f"{args.output}: {len(result.segments)} sentences, {result.source_language} → "
               f"{result.target_language}, {len(audio) / track.output_rate:.1f} s (source {result.duration:.1f} s) "
               f"in {time.perf_counter() - started:.1f} s")

@@ -9,7 +9,9 @@ from pathlib import Path
 from livedub.engines.errors import BadInputError
 
 from ..factory import ModelPool
+from ..outputs import BANK, JSON, SUBTITLES, VIDEO, OutputPlan
 from ..session import DubSession
+from ..subtitles import subtitle_paths
 from ..translate import TranslateJob, TranslateResult, translate_file
 from .common import (
     common_flags,
@@ -17,6 +19,7 @@ from .common import (
     dub_flags,
     lip_flags,
     model_flags,
+    output_plan,
     progress_bar,
     say,
 )
@@ -80,15 +83,29 @@ def job_from(args: argparse.Namespace) -> TranslateJob:
     )
 
 
+def plan_outputs(args: argparse.Namespace, config, job: TranslateJob) -> OutputPlan:
+    """Every file this run writes, checked before any work (subtitles of a detected language: at write time)."""
+    plan = output_plan(args, config.settings)
+    plan.add("-o", args.output, VIDEO)
+    if job.subs:
+        for language in dict.fromkeys(x for x in (config.source, config.target) if x):
+            for path in subtitle_paths(job.output.with_suffix(""), language):
+                plan.add("--subs", path, SUBTITLES)
+    plan.add("--report", args.report, JSON)
+    plan.add("--bank", args.bank, BANK)
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     job = job_from(args)
-    session = DubSession(config, ModelPool(config.settings))
-    try:
-        with progress_bar(args, "dubbing video", "frame") as bar:
-            out = translate_file(session, job, progress=bar.update, total=lambda n: setattr(bar, "total", n))
-    finally:
-        session.close()
+    with plan_outputs(args, config, job):  # all of them appear when the run succeeds, none otherwise
+        session = DubSession(config, ModelPool(config.settings))
+        try:
+            with progress_bar(args, "dubbing video", "frame") as bar:
+                out = translate_file(session, job, progress=bar.update, total=lambda n: setattr(bar, "total", n))
+        finally:
+            session.close()
     if out.result and out.stats.face_frames == 0:
         print(f"livedub: warning: no usable face in {args.input}: the audio is dubbed, frames are unchanged",
               file=sys.stderr)

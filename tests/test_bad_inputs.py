@@ -1,0 +1,362 @@
+"""Never lose the user's file, never a traceback: every bad output path, option, config and signal a new user
+tried (issue 13), run as the user runs it — `livedub ...` in a folder of their files.
+
+Each refusal promises: exit 1, exactly one `livedub: error:` line naming the problem, no traceback, nothing
+new left in the folder (no output, no partial file, no folder made for them), every input byte-identical.
+"""
+
+from __future__ import annotations
+
+import fractions
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from livedub.engines.audio import resample, write_wav
+
+FPS = 25
+
+
+@dataclass
+class Folder:
+    """The user's folder: their files, and what is in it now (every test must leave it exactly so)."""
+
+    root: Path
+
+    def snapshot(self) -> dict[str, str]:
+        """Every file and folder below root (symlinks not followed) → sha256 (or 'dir')."""
+        out = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            for d in dirnames:
+                out[os.path.relpath(os.path.join(dirpath, d), self.root)] = "dir"
+            for f in filenames:
+                p = Path(dirpath, f)
+                out[str(p.relative_to(self.root))] = "link" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+        return out
+
+
+def _write_av(path: Path, frames: list[np.ndarray], pcm16k: np.ndarray, *, faststart: bool = False) -> None:
+    """An H.264 + AAC mp4 as a phone or editor would write it (faststart: the index at the front)."""
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        audio = out.add_stream("aac", rate=16_000)
+        audio.layout = "mono"
+        for frame in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
+                out.mux(packet)
+        for start in range(0, len(pcm16k), 1024):
+            chunk = av.AudioFrame.from_ndarray(pcm16k[None, start : start + 1024].astype(np.float32), format="fltp",
+                                               layout="mono")
+            chunk.sample_rate, chunk.pts, chunk.time_base = 16_000, start, fractions.Fraction(1, 16_000)
+            for packet in audio.encode(chunk):
+                out.mux(packet)
+        for stream in (audio, video):
+            for packet in stream.encode(None):
+                out.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def folder(english_speech):
+    """The user's folder of media, configs, a hard link, a symlink and a read-only folder."""
+    root = Path(tempfile.mkdtemp(prefix="livedub-bad-inputs-"))
+    speech = english_speech("The house is very big. My brother has a red car.")
+    face = cv2.resize(skimage.data.astronaut()[0:300, 100:400, ::-1], (320, 320))
+    coffee = cv2.resize(skimage.data.coffee()[:, :, ::-1], (320, 320))
+    cv2.imwrite(str(root / "face.png"), face)
+    write_wav(root / "speech.wav", speech, 16_000)
+    write_wav(root / "long.wav", np.tile(speech, 6), 16_000)  # ~19 s: time to be stopped mid-run
+    n = int(len(speech) / 16_000 * FPS)
+    from livedub.realtime.io.files import Mp4Writer
+
+    with Mp4Writer(root / "talk.mp4", 320, 320, FPS, resample(speech, 16_000, 48_000), 48_000) as w:
+        for _ in range(n):
+            w.write(face)
+    _write_av(root / "noface.mp4", [coffee] * 50, speech[:32_000])
+    _write_av(root / "oneframe.mp4", [face], speech[:16_000])
+    _write_av(root / "silent.mp4", [face] * 50, np.zeros(32_000, np.float32))
+    _write_av(root / "whole.mp4", [face] * (2 * n), np.tile(speech, 2), faststart=True)
+    whole = (root / "whole.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    (root / "w.pth").write_bytes(np.random.default_rng(0).bytes(4096))  # refused before it is ever read
+    (root / "model.onnx").write_bytes(b"an onnx model the user already has")
+    (root / "latin1.toml").write_bytes('[asr]\nmodel = "/modèles/whisper"\n'.encode("latin-1"))
+    (root / "asr-string.toml").write_text('asr = "x"\n')
+    (root / "mt-number.toml").write_text("mt = 5\n")
+    (root / "folder").mkdir()
+    (root / "ro").mkdir()
+    os.link(root / "talk.mp4", root / "hardlink.mp4")
+    (root / "here").symlink_to(".")
+    (root / "ro").chmod(0o555)
+    yield Folder(root)
+    (root / "ro").chmod(0o755)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def livedub(folder: Folder, *args: str, prefix: tuple[str, ...] = (), timeout: float = 120) -> subprocess.CompletedProcess:
+    """`livedub ARGS` in the user's folder, with no user config in the way."""
+    env = {**os.environ, "LIVEDUB_CONFIG": str(folder.root / "no-config.toml"), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([*prefix, sys.executable, "-m", "livedub.realtime.cli", *args], cwd=folder.root, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("livedub: error:")]
+
+
+def assert_refused(returncode: int, stderr: str, message: str, folder: Folder, before: dict[str, str]) -> None:
+    errors = error_lines(stderr)
+    assert returncode == 1, stderr
+    assert len(errors) == 1 and message in errors[0], stderr
+    assert "Traceback" not in stderr
+    assert folder.snapshot() == before  # no output, no partial, no folder made; every input unchanged
+
+
+REFUSED = {
+    # the user's input is never an output (same inode: the same name, a hard link, a path through a symlink)
+    "translate -o INPUT": (["translate", "talk.mp4", "--to", "es", "-o", "talk.mp4"], "same file as INPUT talk.mp4"),
+    "translate --report INPUT": (["translate", "talk.mp4", "--to", "es", "-o", "out.mp4", "--report", "talk.mp4"],
+                                 "--report talk.mp4 is the same file as INPUT"),
+    "translate --report = -o": (["translate", "talk.mp4", "--to", "es", "-o", "out.mp4", "--report", "out.mp4"],
+                                "same file as -o out.mp4"),
+    "translate -o hard link of INPUT": (["translate", "talk.mp4", "--to", "es", "-o", "hardlink.mp4"],
+                                        "same file as INPUT"),
+    "translate -o INPUT through a symlink": (["translate", "talk.mp4", "--to", "es", "-o", "here/talk.mp4"],
+                                             "same file as INPUT"),
+    "translate -o the photo": (["translate", "face.png", "--text", "Hello.", "--from", "en", "--to", "es",
+                                "-o", "face.png"], "same file as INPUT"),
+    "translate -o --audio": (["translate", "face.png", "--audio", "speech.wav", "--to", "es", "-o", "speech.wav"],
+                             "same file as --audio"),
+    "translate --bank INPUT": (["translate", "talk.mp4", "--to", "es", "-o", "out.mp4", "--bank", "talk.mp4"],
+                               "same file as INPUT"),
+    "speech -o IN": (["speech", "speech.wav", "--to", "es", "-o", "speech.wav"], "same file as IN"),
+    "speech --transcript = -o": (["speech", "speech.wav", "--to", "es", "-o", "out.wav", "--transcript", "out.wav"],
+                                 "same file as -o"),
+    "lipsync -o --audio": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "speech.wav"],
+                           "same file as --audio"),
+    "lipsync --bank --face": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "out.mp4",
+                               "--bank", "face.png"], "same file as --face"),
+    "export --onnx --checkpoint": (["export", "--checkpoint", "w.pth", "--onnx", "w.pth"],
+                                   "same file as --checkpoint w.pth"),
+    "export default beside itself": (["export", "--checkpoint", "model.onnx"], "same file as --checkpoint"),
+    # where the output goes
+    "translate -o no extension": (["translate", "talk.mp4", "--to", "es", "-o", "out"],
+                                  "has no extension; use one of .mp4, .m4v, .mov, .mkv"),
+    "translate -o .wav": (["translate", "talk.mp4", "--to", "es", "-o", "out.wav"], ".wav cannot hold"),
+    "translate -o .jpg": (["translate", "talk.mp4", "--to", "es", "-o", "out.jpg"], ".jpg cannot hold"),
+    "speech -o .mp3": (["speech", "speech.wav", "--to", "es", "-o", "out.mp3"], "use one of .wav"),
+    "translate --report .txt": (["translate", "talk.mp4", "--to", "es", "-o", "out.mp4", "--report", "r.txt"],
+                                "use one of .json"),
+    "export --onnx .pt": (["export", "--checkpoint", "w.pth", "--onnx", "w.pt"], "use one of .onnx"),
+    "translate -o folder": (["translate", "talk.mp4", "--to", "es", "-o", "folder"], "is a folder"),
+    "speech -o folder": (["speech", "speech.wav", "--to", "es", "-o", "folder"], "is a folder"),
+    "export --onnx folder": (["export", "--checkpoint", "w.pth", "--onnx", "folder"], "is a folder"),
+    "translate -o a file as folder": (["translate", "talk.mp4", "--to", "es", "-o", "talk.mp4/out.mp4"],
+                                      "a file is in the way"),
+    "translate -o new folder, bad input": (["translate", "face.png", "--audio", "nope.wav", "--to", "es",
+                                            "-o", "new/deeper/out.mp4"], "no such file"),
+    # numbers
+    "translate --fps 0": (["translate", "face.png", "--text", "Hi.", "--to", "en", "-o", "o.mp4", "--fps", "0"], "--fps 0"),
+    "translate --fps -5": (["translate", "face.png", "--text", "Hi.", "--to", "en", "-o", "o.mp4", "--fps", "-5"],
+                           "--fps -5"),
+    "translate --fps nan": (["translate", "face.png", "--text", "Hi.", "--to", "en", "-o", "o.mp4", "--fps", "nan"],
+                            "--fps nan"),
+    "lipsync --fps 0": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "o.mp4", "--fps", "0"], "--fps 0"),
+    "lipsync --fps inf": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "o.mp4", "--fps", "inf"],
+                          "--fps inf"),
+    "lipsync --resize-factor 0": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "o.mp4",
+                                   "--resize-factor", "0"], "--resize-factor 0"),
+    "lipsync --resize-factor -2": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "o.mp4",
+                                    "--resize-factor", "-2"], "--resize-factor -2"),
+    "lipsync --pads -1": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "o.mp4",
+                           "--pads", "-1", "10", "0", "0"], "--pads TOP -1"),
+    "translate --min-speed nan": (["translate", "talk.mp4", "--to", "es", "-o", "o.mp4", "--min-speed", "nan"],
+                                  "--min-speed"),
+    "translate --keep-original 2": (["translate", "talk.mp4", "--to", "es", "-o", "o.mp4", "--keep-original", "2"],
+                                    "--keep-original 2"),
+    "export --max-batch 0": (["export", "--checkpoint", "w.pth", "--max-batch", "0"], "--max-batch 0"),
+    "evaluate --max-offset -5": (["evaluate", "talk.mp4", "--max-offset", "-5"], "--max-offset -5"),
+    "evaluate --max-offset 100000": (["evaluate", "talk.mp4", "--max-offset", "100000"], "--max-offset 100000"),
+    "evaluate --max-offset past the clip": (["evaluate", "talk.mp4", "--max-offset", "500"], "frames, so at most"),
+    # languages, before any model runs
+    "translate --to ''": (["translate", "talk.mp4", "--to", "", "-o", "o.mp4"], "--to language ''"),
+    "translate --to xx": (["translate", "talk.mp4", "--to", "xx", "-o", "o.mp4"], "--to language 'xx'"),
+    "speech --from zz": (["speech", "speech.wav", "--from", "zz", "--to", "es", "-o", "o.wav"], "--from language 'zz'"),
+    # config files
+    "models --config missing": (["models", "--config", "nonexistent.toml"], "--config nonexistent.toml: no such file"),
+    "models --config not UTF-8": (["models", "--config", "latin1.toml"], "latin1.toml: the config file is not UTF-8"),
+    "models asr = string": (["models", "--config", "asr-string.toml"], '[asr] must be a table with model = "DIR"'),
+    "models mt = 5": (["models", "--config", "mt-number.toml"], "[mt] must be a table of PAIR"),
+    "speech --config not UTF-8": (["speech", "speech.wav", "--to", "es", "-o", "o.wav", "--config", "latin1.toml"],
+                                  "not UTF-8"),
+    "speech asr = string": (["speech", "speech.wav", "--to", "es", "-o", "o.wav", "--config", "asr-string.toml"],
+                            "[asr] must be a table"),
+    "speech mt = 5": (["speech", "speech.wav", "--to", "es", "-o", "o.wav", "--config", "mt-number.toml"],
+                      "[mt] must be a table"),
+}
+
+
+@pytest.mark.parametrize(("argv", "message"), list(REFUSED.values()), ids=list(REFUSED))
+def test_refused_with_one_message_and_nothing_touched(folder, argv, message, capsys, monkeypatch):
+    """In-process (fast): an exception escaping main() would be the user's traceback and fail the test."""
+    from livedub.realtime.cli import main
+
+    monkeypatch.chdir(folder.root)
+    monkeypatch.setenv("LIVEDUB_CONFIG", str(folder.root / "no-config.toml"))
+    before = folder.snapshot()
+    code = main([*argv, "-q"])
+    assert_refused(code, capsys.readouterr().err, message, folder, before)
+
+
+EVALUATE_REFUSED = {
+    "no usable face": ("noface.mp4", "a usable face in 0 of 50 frames"),
+    "one frame": ("oneframe.mp4", "a usable face in 1 of 1 frames"),
+    "digital silence": ("silent.mp4", "no speech in the audio track"),
+}
+
+
+@pytest.mark.parametrize(("video", "message"), list(EVALUATE_REFUSED.values()), ids=list(EVALUATE_REFUSED))
+def test_evaluate_refuses_what_it_cannot_measure(folder, video, message):
+    """Not "+0 frames (in sync)" with a nan correlation: a clip with nothing to compare is no verdict."""
+    before = folder.snapshot()
+    proc = livedub(folder, "evaluate", video)
+    assert_refused(proc.returncode, proc.stderr, message, folder, before)
+    assert "in sync" not in proc.stdout
+
+
+def test_evaluate_measures_what_decodes_of_a_truncated_file(folder):
+    proc = livedub(folder, "evaluate", "truncated.mp4")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and not error_lines(proc.stderr)
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("livedub: warning:")]
+    assert len(warning) == 1 and "damaged or truncated at" in warning[0], proc.stderr  # and where
+    decoded = int(proc.stdout.split(":")[1].split("frames")[0])
+    with av.open(str(folder.root / "whole.mp4")) as c:
+        whole = c.streams.video[0].frames
+    assert 0 < decoded < whole  # what decodes, not the header's count
+    assert "the mouth does not move" in proc.stdout  # a still photo's mouth: no offset is claimed
+
+
+def _without_root_override() -> tuple[str, ...]:
+    """A command prefix under which a read-only folder is read-only even when the tests run as root: in a new
+    user namespace root keeps its files (owner permissions) but loses the override of permission bits."""
+    if os.geteuid() != 0:
+        return ()
+    probe = subprocess.run(["unshare", "-U", "true"], capture_output=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("running as root without user namespaces: a read-only folder cannot be made here")
+    return ("unshare", "-U")
+
+
+READ_ONLY = {
+    "translate -o": (["translate", "talk.mp4", "--to", "es", "-o", "ro/out.mp4"], "-o ro/out.mp4: cannot write in"),
+    "translate --report": (["translate", "talk.mp4", "--to", "es", "-o", "out.mp4", "--report", "ro/r.json"],
+                           "--report ro/r.json: cannot write in"),
+    "translate --subs": (["translate", "face.png", "--text", "Hi.", "--from", "en", "--to", "en", "-o", "ro/hi.mp4",
+                          "--subs"], "cannot write in"),
+    "speech -o": (["speech", "speech.wav", "--to", "es", "-o", "ro/out.wav"], "cannot write in"),
+    "speech --transcript": (["speech", "speech.wav", "--to", "es", "-o", "out.wav", "--transcript", "ro/t.json"],
+                            "--transcript ro/t.json: cannot write in"),
+    "lipsync --bank": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "out.mp4",
+                        "--bank", "ro/b.npz"], "--bank ro/b.npz: cannot write in"),
+    "lipsync --bank in a new folder": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "out.mp4",
+                                        "--bank", "ro/new/b.npz"], "cannot create the folder ro/new"),
+    "export --onnx": (["export", "--checkpoint", "w.pth", "--onnx", "ro/w.onnx"], "cannot write in"),
+}
+
+
+@pytest.mark.parametrize(("argv", "message"), list(READ_ONLY.values()), ids=list(READ_ONLY))
+def test_read_only_folder_is_refused_before_any_work(folder, argv, message):
+    before = folder.snapshot()
+    started = time.perf_counter()
+    proc = livedub(folder, *argv, "-q", prefix=_without_root_override())
+    assert_refused(proc.returncode, proc.stderr, message, folder, before)
+    assert time.perf_counter() - started < 30  # up front: no recognition, translation or encoding ran first
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGTERM, 143, "stopped by signal SIGTERM"),
+                                                   (signal.SIGHUP, 129, "stopped by signal SIGHUP"),
+                                                   (signal.SIGINT, 130, "interrupted")],
+                         ids=["SIGTERM", "SIGHUP", "SIGINT"])
+def test_stopped_mid_run_leaves_nothing_half_written(folder, sig, code, said):
+    """`timeout 14 livedub ...`, a closed terminal, Ctrl-C: the same cleanup, no hidden .partial files."""
+    before = folder.snapshot()
+    env = {**os.environ, "LIVEDUB_CONFIG": str(folder.root / "no-config.toml"), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "livedub.realtime.cli", "lipsync", "--face", "face.png",
+                             "--audio", "long.wav", "-o", "stopped/out.mp4", "--bank", "stopped/b.npz", "-q"],
+                            cwd=folder.root, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while not list((folder.root / "stopped").glob(".out.partial-*.mp4")):  # the encoder is writing
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert said in stderr and "Traceback" not in stderr and not error_lines(stderr)
+    assert folder.snapshot() == before
+
+
+def test_missing_folders_are_made_and_all_outputs_land_together(folder):
+    """The bank, report and subtitles in folders that do not exist yet: made, and every file whole."""
+    import json
+
+    from livedub.engines.lipsync.exemplar_bank import MouthBank
+
+    proc = livedub(folder, "translate", "face.png", "--text", "Hello everyone.", "--from", "en", "--to", "en",
+                   "-o", "made/a/hello.mp4", "--report", "made/b/r.json", "--subs", "--bank", "made/c/me.npz", "-q")
+    try:
+        assert proc.returncode == 0, proc.stderr
+        made = folder.root / "made"
+        report = json.loads((made / "b" / "r.json").read_text())
+        assert report["output"] == "made/a/hello.mp4" and report["segments"]
+        assert "Hello everyone" in (made / "a" / "hello.en.srt").read_text()
+        assert (made / "a" / "hello.en.vtt").read_text().startswith("WEBVTT")
+        MouthBank.load(made / "c" / "me.npz")  # raises unless it is a whole bank
+        with av.open(str(made / "a" / "hello.mp4")) as c:
+            assert sum(1 for _ in c.decode(c.streams.video[0])) >= FPS * report["segments"][-1]["end"]
+        assert not list(made.rglob(".*partial*"))
+    finally:
+        shutil.rmtree(folder.root / "made", ignore_errors=True)
+
+
+def test_a_run_leaves_all_its_outputs_or_none(tmp_path):
+    """The policy itself: outputs written in a plan appear only when the whole run succeeds."""
+    from livedub.engines.errors import LivedubError
+    from livedub.realtime.outputs import JSON, WAV, OutputPlan, atomic_output
+
+    speech, report = tmp_path / "out.wav", tmp_path / "side" / "r.json"
+    speech.write_text("yesterday's good result")
+
+    def run(fail: bool) -> None:
+        plan = OutputPlan()
+        plan.add("-o", speech, WAV)
+        plan.add("--report", report, JSON)
+        with plan:
+            with atomic_output(speech) as tmp:
+                tmp.write_text("new speech")
+            with atomic_output(report) as tmp:
+                tmp.write_text("{}")
+            if fail:
+                raise LivedubError("the last step failed")
+
+    with pytest.raises(LivedubError):
+        run(fail=True)
+    assert speech.read_text() == "yesterday's good result" and not (tmp_path / "side").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav"]
+    run(fail=False)
+    assert speech.read_text() == "new speech" and report.read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["out.wav", "r.json", "side"]
