@@ -32,6 +32,8 @@ log = logging.getLogger("livedub.pool")
 T = TypeVar("T")
 
 
+MODEL_NICE = 10  # niceness of model threads (and the processes they start) against media threads
+
 # A live voice must speak much faster than real time: recognition and video share the same cores.
 LIVE_MAX_RTF = 0.3
 WARM_UP_TEXT = {  # short: timing a voice must not hold up the start of a call
@@ -177,12 +179,14 @@ class ModelPool:
 
     # -- workers ------------------------------------------------------------------------------------
 
-    def worker(self, name: str) -> ModelWorker:
-        """The thread that runs one model ("asr", "mt", "tts", ...) for every session of this pool."""
+    def worker(self, name: str, *, media: bool = False) -> ModelWorker:
+        """The thread that runs one model ("asr", "mt", "tts", ...) for every session of this pool. Model
+        threads run at a lower CPU priority than `media` ones (a session's video), so frames never wait
+        behind a whisper pass."""
         with self._lock:
             worker = self._workers.get(name)
             if worker is None or worker.closed:
-                worker = self._workers[name] = ModelWorker(name)
+                worker = self._workers[name] = ModelWorker(name, nice=0 if media else MODEL_NICE)
             return worker
 
     def busy_seconds(self) -> dict[str, float]:

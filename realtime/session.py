@@ -270,7 +270,7 @@ class DubSession:
         self._idle = asyncio.Event()
         self._idle.set()
         self._units = asyncio.Queue()
-        self._video_worker = self.pool.worker(f"video-{self.name}-{id(self):x}")
+        self._video_worker = self.pool.worker(f"video-{self.name}-{id(self):x}", media=True)
         recognizer = self.pool.recognizer(streaming=True, live=self.clock.live)
         self._streamer = StreamingRecognizer(recognizer, language=self.config.source)
         await self._warm_up(recognizer)

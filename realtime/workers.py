@@ -9,6 +9,8 @@ thread, so it needs no lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,12 +20,26 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class ModelWorker:
-    """A single-thread executor with a name (it shows in thread dumps and `stats()`)."""
+def _lower_priority(nice: int) -> None:
+    """Make the calling thread (and every thread or process it starts: CTranslate2's pool, Apertium) yield the
+    CPU to media threads. Linux niceness is per thread; elsewhere this does nothing."""
+    if nice and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
-    def __init__(self, name: str):
+
+class ModelWorker:
+    """A single-thread executor with a name (it shows in thread dumps and `stats()`).
+
+    `nice` > 0 lowers the thread's CPU priority: on a 2-core laptop a whisper pass then takes the cores only
+    while no frame needs them, so video keeps its rate while recognition runs.
+    """
+
+    def __init__(self, name: str, *, nice: int = 0):
         self.name = name
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"livedub-{name}")
+        self.nice = nice
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"livedub-{name}",
+                                            initializer=_lower_priority, initargs=(nice,))
         self._lock = threading.Lock()
         self.busy_seconds = 0.0
         self.calls = 0
