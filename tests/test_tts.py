@@ -1,5 +1,5 @@
 """Speech synthesis promises: Piper and espeak-ng speak, fit a time slot by speed, stream by sentence,
-and a speaker's register picks the voice."""
+espeak-ng writes the IPA the neural voices read, and a speaker's register picks the voice."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from livedub.engines.models import joe_voice_paths
 from livedub.engines.mt.text import split_sentences
 from livedub.engines.tts import Synthesizer
 from livedub.engines.tts.espeak import EspeakSynthesizer, espeak_languages
+from livedub.engines.tts.phonemes import clauses_of, phonemize
 from livedub.engines.tts.piper import PAUSE, PiperSynthesizer
 from livedub.engines.tts.voices import choose_voice, median_pitch_hz, register_of, voice_register
 
@@ -124,6 +125,34 @@ def test_espeak_male_and_female_variants_have_distinct_registers():
     low_hz = median_pitch_hz(resample(low.pcm, low.sample_rate, 16_000))
     high_hz = median_pitch_hz(resample(high.pcm, high.sample_rate, 16_000))
     assert register_of(low_hz) == "low" and register_of(high_hz) == "high"
+
+
+# --- espeak-ng phonemes -----------------------------------------------------------------------------------
+
+
+def test_phonemes_keep_the_clause_punctuation_espeak_drops():
+    ipa = phonemize("Hola amigo, ¿cómo estás? Muy bien; gracias.", "es")
+    assert ipa.count(",") == 1 and ipa.count("?") == 1 and ipa.count(";") == 1 and ipa.endswith(".")
+    words = ipa.replace(",", "").replace("?", "").replace(";", "").replace(".", "").split()
+    assert len(words) == 7 and "ˈ" in ipa  # one IPA word per word, stress kept
+    assert phonemize("Hola", "es") == ipa.split()[0]  # a clause alone reads as in the sentence
+
+
+def test_numbers_and_decimals_are_not_cut_at_their_marks():
+    assert clauses_of("It costs 1,000 dollars, or 3.5 each.") == [("It costs 1,000 dollars", ","), ("or 3.5 each", ".")]
+    assert "," not in phonemize("1,000", "en-us")
+
+
+def test_phonemes_follow_the_language_and_drop_switch_flags():
+    assert phonemize("une maison", "en-us") != phonemize("une maison", "fr")
+    assert "(" not in phonemize("The boy said hello.", "fr")  # espeak-ng marks "(en)" words in French text
+    assert "^" in phonemize("my house", "en-us", tie="^")  # a tie joins a diphthong's letters
+
+
+def test_phonemes_of_nothing_speakable_are_empty():
+    assert phonemize("", "es") == "" and phonemize(" ... ", "es") == ""
+    with pytest.raises(MissingModelError, match="no voice for language 'xx'"):
+        phonemize("hello", "xx")
 
 
 # --- pitch and voice choice -------------------------------------------------------------------------------

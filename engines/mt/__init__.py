@@ -1,4 +1,4 @@
-"""Text translation: the `Translator` interface and its backends (CTranslate2, Apertium, identity)."""
+"""Text translation: the `Translator` interface and its backends (CTranslate2, Bergamot, Apertium, identity)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Speech synthesis: the `Synthesizer` interface and its backends (Piper, espeak-ng)."""
+"""Speech synthesis: the `Synthesizer` interface and its backends (Piper, Kokoro, espeak-ng)."""
 
 from __future__ import annotations
 

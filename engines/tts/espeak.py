@@ -2,7 +2,9 @@
 
 Runs the Debian `espeak-ng` program (one process per sentence, WAV on stdout), so a crash or a hang in
 the synthesizer can never take the live process with it. The command line gives no phoneme timings
-(`--pho` prints nothing without an mbrola voice), so `Speech.phonemes` stays empty here.
+(`--pho` prints nothing without an mbrola voice), so `Speech.phonemes` stays empty here. Its IPA output
+(text → phonemes, for Kokoro and the lip engines) lives in `phonemes.py`, which runs the program through
+`run_espeak_ng` and finds voices with `espeak_voice_for`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class EspeakSynthesizer:
         if pitch is not None and not 0 <= pitch <= 99:
             raise ValueError(f"espeak-ng pitch must be 0–99, got {pitch!r}")
         self.language = _normalise(language)
-        self.voice = _espeak_voice_for(self.language)
+        self.voice = espeak_voice_for(self.language)
         variant = voice_variant or (_REGISTER_VARIANTS[register] if register else None)
         self.variant = variant
         self.pitch = pitch
@@ -82,7 +84,7 @@ def _normalise(language: str) -> str:
     return language.strip().replace("_", "-").lower()
 
 
-def _espeak_voice_for(language: str) -> str:
+def espeak_voice_for(language: str) -> str:
     """The espeak-ng voice name for `language`, e.g. "en" → "en-gb", "zh" → "cmn", "es-mx" → "es"."""
     table = _voice_table()
     for code in (language, language.split("-")[0]):
@@ -97,7 +99,7 @@ def _espeak_voice_for(language: str) -> str:
 @cache
 def _voice_table() -> dict[str, str]:
     """code → espeak-ng voice, from `espeak-ng --voices`, preferring each code's best priority."""
-    out = _espeak(["--voices"], None).decode("utf-8", "replace")
+    out = run_espeak_ng(["--voices"], None).decode("utf-8", "replace")
     best: dict[str, tuple[int, str]] = {}
     for line in out.splitlines()[1:]:
         cols = line.split()
@@ -120,11 +122,11 @@ def _probe_sample_rate(voice: str) -> int:
 
 def _run_espeak(args: list[str], text: str) -> tuple[np.ndarray, int]:
     """Speak `text` (fed on stdin, so a leading '-' is never an option) → float32 PCM and its rate."""
-    wav = _espeak([*args, "--stdout"], " ".join(text.split()).encode("utf-8"))
+    wav = run_espeak_ng([*args, "--stdout"], " ".join(text.split()).encode("utf-8"))
     return _parse_wav(wav)
 
 
-def _espeak(args: list[str], stdin: bytes | None) -> bytes:
+def run_espeak_ng(args: list[str], stdin: bytes | None) -> bytes:
     program = shutil.which("espeak-ng")
     if program is None:
         raise MissingModelError(_INSTALL)

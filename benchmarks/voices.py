@@ -1,0 +1,251 @@
+"""Voices per language: Kokoro vs espeak-ng (vs Piper where it has a voice) on this CPU.
+
+For es, pt, de, fr, it (and en for reference): real-time factor (synthesis seconds / audio seconds), time to
+first audio (`stream()` call → first clip), and intelligibility as the WER of whisper-base transcribing the
+synthesized sentence back (in that language). Then the same voices again while whisper-base transcribes real
+speech without pause on a thread beside them, as in live mode, where recognition shares the cores; Kokoro
+is measured there with 1 and with 2 ONNX Runtime threads.
+
+Usage: python benchmarks/voices.py [--sentences N] [--loaded-sentences M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import table, write_results  # noqa: E402
+from speech_metrics import wer, words_of  # noqa: E402  (the one WER helper)
+
+from livedub.engines import models  # noqa: E402
+from livedub.engines.asr.whisper import WhisperRecognizer  # noqa: E402
+from livedub.engines.audio import SAMPLE_RATE, decode_audio, resample  # noqa: E402
+from livedub.engines.tts.espeak import EspeakSynthesizer  # noqa: E402
+from livedub.engines.tts.kokoro import KokoroSynthesizer  # noqa: E402
+from livedub.engines.tts.piper import PiperSynthesizer  # noqa: E402
+
+SENTENCES: dict[str, list[str]] = {
+    "es": [
+        "Mañana por la mañana vamos a visitar el museo de la ciudad.",
+        "Mi hermana trabaja en un hospital cerca de la estación.",
+        "¿Puedes enviarme el informe antes del viernes, por favor?",
+        "El tren llegó tarde porque había mucha nieve en las montañas.",
+        "Me gustaría reservar una mesa para cuatro personas esta noche.",
+        "Los niños juegan en el parque después de la escuela.",
+        "Creo que deberíamos hablar con el director sobre este problema.",
+        "La reunión empieza a las diez y termina antes del almuerzo.",
+        "Nunca había visto un cielo tan azul como el de hoy.",
+        "Gracias por venir, espero que disfrutes de la fiesta.",
+    ],
+    "pt": [
+        "Amanhã de manhã vamos visitar o museu da cidade.",
+        "Minha irmã trabalha em um hospital perto da estação.",
+        "Você pode me enviar o relatório antes de sexta-feira, por favor?",
+        "O trem chegou atrasado porque havia muita neve nas montanhas.",
+        "Eu gostaria de reservar uma mesa para quatro pessoas hoje à noite.",
+        "As crianças brincam no parque depois da escola.",
+        "Acho que devemos falar com o diretor sobre este problema.",
+        "A reunião começa às dez e termina antes do almoço.",
+        "Nunca tinha visto um céu tão azul como o de hoje.",
+        "Obrigado por ter vindo, espero que você aproveite a festa.",
+    ],
+    "de": [
+        "Morgen früh besuchen wir das Museum in der Stadt.",
+        "Meine Schwester arbeitet in einem Krankenhaus in der Nähe des Bahnhofs.",
+        "Kannst du mir den Bericht bitte vor Freitag schicken?",
+        "Der Zug kam zu spät, weil in den Bergen viel Schnee lag.",
+        "Ich möchte heute Abend einen Tisch für vier Personen reservieren.",
+        "Die Kinder spielen nach der Schule im Park.",
+        "Ich glaube, wir sollten mit dem Direktor über dieses Problem sprechen.",
+        "Die Besprechung beginnt um zehn und endet vor dem Mittagessen.",
+        "Ich habe noch nie einen so blauen Himmel gesehen wie heute.",
+        "Danke, dass du gekommen bist, ich hoffe, die Feier gefällt dir.",
+    ],
+    "fr": [
+        "Demain matin, nous allons visiter le musée de la ville.",
+        "Ma sœur travaille dans un hôpital près de la gare.",
+        "Peux-tu m'envoyer le rapport avant vendredi, s'il te plaît?",
+        "Le train est arrivé en retard parce qu'il y avait beaucoup de neige.",
+        "Je voudrais réserver une table pour quatre personnes ce soir.",
+        "Les enfants jouent dans le parc après l'école.",
+        "Je pense que nous devrions parler de ce problème avec le directeur.",
+        "La réunion commence à dix heures et se termine avant le déjeuner.",
+        "Je n'avais jamais vu un ciel aussi bleu qu'aujourd'hui.",
+        "Merci d'être venu, j'espère que tu profiteras de la fête.",
+    ],
+    "it": [
+        "Domani mattina andiamo a visitare il museo della città.",
+        "Mia sorella lavora in un ospedale vicino alla stazione.",
+        "Puoi mandarmi il rapporto prima di venerdì, per favore?",
+        "Il treno è arrivato in ritardo perché c'era molta neve in montagna.",
+        "Vorrei prenotare un tavolo per quattro persone stasera.",
+        "I bambini giocano nel parco dopo la scuola.",
+        "Penso che dovremmo parlare con il direttore di questo problema.",
+        "La riunione comincia alle dieci e finisce prima del pranzo.",
+        "Non avevo mai visto un cielo così azzurro come quello di oggi.",
+        "Grazie per essere venuto, spero che la festa ti piaccia.",
+    ],
+    "en": [
+        "Tomorrow morning we are going to visit the city museum.",
+        "My sister works in a hospital near the train station.",
+        "Could you send me the report before Friday, please?",
+        "The train arrived late because there was a lot of snow in the mountains.",
+        "I would like to book a table for four people tonight.",
+        "The children play in the park after school.",
+        "I think we should talk to the director about this problem.",
+        "The meeting starts at ten and finishes before lunch.",
+        "I had never seen a sky as blue as it is today.",
+        "Thank you for coming, I hope you enjoy the party.",
+    ],
+}
+
+
+def voices_of(language: str, kokoro_threads: int) -> dict[str, object]:
+    found: dict[str, object] = {"kokoro": KokoroSynthesizer(language, threads=kokoro_threads),
+                                "espeak-ng": EspeakSynthesizer(language)}
+    if language == "en":
+        found["piper"] = PiperSynthesizer.joe()
+    return found
+
+
+def measure(voice, sentences: list[str]) -> tuple[list[float], list[float], list]:
+    """(RTFs, first-audio seconds, the synthesized clips) for each sentence, spoken through `stream()`."""
+    rtfs, firsts, clips = [], [], []
+    for sentence in sentences:
+        t0 = time.perf_counter()
+        parts = []
+        first = None
+        for part in voice.stream(sentence):
+            first = first if first is not None else time.perf_counter() - t0
+            parts.append(part)
+        elapsed = time.perf_counter() - t0
+        pcm = np.concatenate([p.pcm for p in parts])
+        rate = parts[0].sample_rate
+        rtfs.append(elapsed / (len(pcm) / rate))
+        firsts.append(first)
+        clips.append((pcm, rate))
+    return rtfs, firsts, clips
+
+
+def round_trip_wer(asr: WhisperRecognizer, language: str, sentences: list[str], clips: list) -> tuple[float, list]:
+    """Corpus WER of whisper-base hearing the clips back, and the worst sentence's transcript."""
+    edits, words, worst = 0.0, 0, (0.0, "", "")
+    for sentence, (pcm, rate) in zip(sentences, clips, strict=True):
+        heard = asr.transcribe(resample(pcm, rate, SAMPLE_RATE), language=language).text
+        ref = words_of(sentence)
+        w = wer(ref, words_of(heard))
+        edits += w * len(ref)
+        words += len(ref)
+        worst = max(worst, (w, sentence, heard))
+    return edits / max(1, words), list(worst)
+
+
+def p95(values: list[float]) -> float:
+    return float(np.percentile(values, 95))
+
+
+class WhisperBeside:
+    """whisper-base transcribing real speech without pause on its own thread (CTranslate2 frees the GIL)."""
+
+    def __init__(self, asr: WhisperRecognizer):
+        self.asr = asr
+        self.pcm = decode_audio(Path(__import__("moonshine_voice").__file__).parent / "assets" / "beckett.wav")
+        self.stop = threading.Event()
+        self.passes = 0
+        self.thread = threading.Thread(target=self._run, name="whisper-beside", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.asr.transcribe(self.pcm, language="en")
+            self.passes += 1
+
+    def __enter__(self):
+        self.thread.start()
+        time.sleep(1.0)  # let it get going
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sentences", type=int, default=10, help="sentences per language, idle (10)")
+    parser.add_argument("--loaded-sentences", type=int, default=3,
+                        help="sentences per language with whisper running beside (3)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    asr = WhisperRecognizer(models.whisper_base_dir())
+    asr.transcribe(decode_audio(Path(__import__("moonshine_voice").__file__).parent / "assets" / "beckett.wav"))
+    rows: list[dict] = []
+    load_idle = os.getloadavg()[0]
+    for language, sentences in SENTENCES.items():
+        sentences = sentences[: args.sentences]
+        for engine, voice in voices_of(language, kokoro_threads=2).items():
+            voice.synthesize("Uno, dos, tres.")  # warm: model load and first-run allocations out of the timing
+            rtfs, firsts, clips = measure(voice, sentences)
+            error, worst = round_trip_wer(asr, language, sentences, clips)
+            rows.append({"language": language, "voice": engine, "load": "idle", "threads": 2 if engine == "kokoro" else None,
+                         "sentences": len(sentences), "rtf_p50": statistics.median(rtfs), "rtf_p95": p95(rtfs),
+                         "rtf_worst": max(rtfs), "first_audio_p50_s": statistics.median(firsts),
+                         "first_audio_p95_s": p95(firsts), "audio_s_p50": statistics.median(len(c[0]) / c[1] for c in clips),
+                         "wer": error, "worst": worst})
+            print(f"{language} {engine}: RTF {rows[-1]['rtf_p50']:.2f}, WER {error:.1%}  ({time.perf_counter() - started:.0f} s)",
+                  flush=True)
+    load_loaded = None
+    with WhisperBeside(WhisperRecognizer(models.whisper_base_dir())) as beside:
+        load_loaded = os.getloadavg()[0]
+        for language, sentences in SENTENCES.items():
+            sentences = sentences[: args.loaded_sentences]
+            for threads in (1, 2):
+                voice = KokoroSynthesizer(language, threads=threads)
+                voice.synthesize("Uno, dos, tres.")
+                rtfs, firsts, _ = measure(voice, sentences)
+                rows.append({"language": language, "voice": "kokoro", "load": "whisper beside", "threads": threads,
+                             "sentences": len(sentences), "rtf_p50": statistics.median(rtfs), "rtf_p95": p95(rtfs),
+                             "rtf_worst": max(rtfs), "first_audio_p50_s": statistics.median(firsts),
+                             "first_audio_p95_s": p95(firsts)})
+            for engine, voice in voices_of(language, kokoro_threads=2).items():
+                if engine == "kokoro":
+                    continue
+                rtfs, firsts, _ = measure(voice, sentences)
+                rows.append({"language": language, "voice": engine, "load": "whisper beside", "sentences": len(sentences),
+                             "rtf_p50": statistics.median(rtfs), "rtf_p95": p95(rtfs), "rtf_worst": max(rtfs),
+                             "first_audio_p50_s": statistics.median(firsts), "first_audio_p95_s": p95(firsts)})
+            print(f"{language} beside whisper done ({time.perf_counter() - started:.0f} s)", flush=True)
+        whisper_passes = beside.passes
+
+    columns = ["language", "voice", "load", "threads", "sentences", "rtf_p50", "rtf_p95", "rtf_worst",
+               "first_audio_p50_s", "first_audio_p95_s", "audio_s_p50", "wer"]
+    print(table(rows, columns))
+    verdict = {}
+    for language in SENTENCES:
+        idle = {r["voice"]: r for r in rows if r["language"] == language and r["load"] == "idle"}
+        verdict[language] = "kokoro" if idle["kokoro"]["wer"] <= idle["espeak-ng"]["wer"] else "espeak-ng"
+        print(f"{language}: default voice by round-trip WER → {verdict[language]} "
+              f"(kokoro {idle['kokoro']['wer']:.1%}, espeak-ng {idle['espeak-ng']['wer']:.1%})")
+    path = write_results("voices", rows, {
+        "note": "RTF = synthesis wall time / audio duration; first audio = stream() call → first clip; WER = whisper-base "
+                "(beam 5) transcribing the clip back in its language, corpus-level over the sentences; 'whisper beside' = "
+                "whisper-base transcribing beckett.wav in a loop on a thread in the same process",
+        "load_average_1min": {"idle_pass_start": load_idle, "loaded_pass_start": load_loaded},
+        "whisper_passes_beside": whisper_passes,
+        "default_by_wer": verdict,
+        "seconds": round(time.perf_counter() - started, 1),
+    })
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

