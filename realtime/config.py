@@ -24,9 +24,10 @@ class DubConfig:
     target: str
     source: str | None = None  # None: detect on the first utterance, then hold it
     mt: str = "auto"  # auto: a text translator, whisper's translate task for → en when none; whisper: always that
-    min_speed: float = 0.8
+    min_speed: float = 0.95  # natural pacing: a clip is never slowed more than this (dubtrack.speed_fit)
     max_speed: float = 1.3
     keep_original: float = 0.0  # volume of the speaker's own voice under the dub
+    voice_engine: str | None = None  # None: the best voice for the language (live: the best that keeps up)
     # faces and lips
     engine: str | None = None  # None: wav2lip with a checkpoint, exemplar for video or a bank, else viseme
     bank: Path | None = None

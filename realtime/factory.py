@@ -84,20 +84,23 @@ class ModelPool:
         """A text translator for the pair, or None when whisper's translate task must do it (→ en)."""
         return self._get(("mt", source, target), lambda: registry.translator(source, target, self.settings))
 
-    def synthesizer(self, language: str, *, pitch_hz: float | None = None) -> Synthesizer:
-        """The voice for `language`, chosen by the speaker's register when their pitch is known."""
+    def synthesizer(self, language: str, *, pitch_hz: float | None = None, engine: str | None = None) -> Synthesizer:
+        """The voice for `language` (of `engine` when given), chosen by the speaker's register when known."""
         register = None
         if pitch_hz is not None:
             from livedub.engines.tts.voices import register_of
 
             register = register_of(pitch_hz)
-        return self._get(("tts", language, register),
-                         lambda: registry.synthesizer(language, self.settings, pitch_hz=pitch_hz))
+        return self._get(("tts", language, register, engine),
+                         lambda: registry.synthesizer(language, self.settings, pitch_hz=pitch_hz, engine=engine))
 
-    def live_synthesizer(self, language: str, *, pitch_hz: float | None = None,
+    def live_synthesizer(self, language: str, *, pitch_hz: float | None = None, engine: str | None = None,
                          max_rtf: float = LIVE_MAX_RTF) -> tuple[Synthesizer, str]:
         """The best voice for `language` that is fast enough to speak live beside recognition and video on this
-        machine (measured on a warm-up sentence), and one line saying what was chosen and why."""
+        machine (measured on a warm-up sentence), and one line saying what was chosen and why. An `engine`
+        the user asked for is taken as it is."""
+        if engine is not None:
+            return self.synthesizer(language, pitch_hz=pitch_hz, engine=engine), ""
         voice, why = self._get(("tts-live", language), lambda: self._pick_live_voice(language, None, max_rtf))
         if pitch_hz is None:
             return voice, why

@@ -202,7 +202,8 @@ class DubSession:
 
         dubber = SpeechDubber(self.config.target, source=self.config.source, pool=self.pool,
                               min_speed=self.config.min_speed, max_speed=self.config.max_speed,
-                              output_rate=self.config.output_rate, times=self.times, mt=self.config.mt)
+                              output_rate=self.config.output_rate, times=self.times, mt=self.config.mt,
+                              voice_engine=self.config.voice_engine)
         result = dubber.dub(pcm, **kwargs)
         self.track = result.track
         self.timeline = self.track
@@ -213,7 +214,8 @@ class DubSession:
         from .speech import dub_text
 
         result = dub_text(text, source=self.config.source or self.config.target, target=self.config.target,
-                          pool=self.pool, output_rate=self.config.output_rate, times=self.times)
+                          pool=self.pool, output_rate=self.config.output_rate, times=self.times,
+                          voice_engine=self.config.voice_engine)
         self.track = result.track
         self.timeline = self.track
         self.source_language = result.source_language
@@ -309,7 +311,7 @@ class DubSession:
             translator.translate("Hello.")
 
     def _live_voice(self, target: str):
-        voice, why = self.pool.live_synthesizer(target, pitch_hz=self._pitch)
+        voice, why = self.pool.live_synthesizer(target, pitch_hz=self._pitch, engine=self.config.voice_engine)
         if why and why not in self.notes:
             log.info("%s", why)
             self.notes.append(why)
@@ -481,7 +483,8 @@ class DubSession:
             heard = self._heard.recent(10.0)
             if len(heard) > SAMPLE_RATE:
                 self._pitch = median_pitch_hz(heard)
-        synth = self._live_voice(target) if self.clock.live else self.pool.synthesizer(target, pitch_hz=self._pitch)
+        synth = (self._live_voice(target) if self.clock.live
+                 else self.pool.synthesizer(target, pitch_hz=self._pitch, engine=self.config.voice_engine))
         # live: never slow down (a pause is free); speed up to max_speed when behind
         return ClipMaker(translator, synth, min_speed=1.0, max_speed=self.config.max_speed, times=self.times)
 

@@ -24,7 +24,7 @@ from livedub.engines.text_join import join_words
 from livedub.engines.tts import Synthesizer
 from livedub.engines.types import Segment, Speech
 
-from .dubtrack import MIN_GAP, DubTrack, speed_fit
+from .dubtrack import MIN_GAP, NATURAL_SLOWEST, DubTrack, speed_fit
 from .factory import ModelPool
 
 log = logging.getLogger("livedub.speech")
@@ -67,7 +67,7 @@ class ClipMaker:
         translator: Translator | None,
         synthesizer: Synthesizer,
         *,
-        min_speed: float = 0.8,
+        min_speed: float = NATURAL_SLOWEST,
         max_speed: float = 1.3,
         times: StageTimes | None = None,
     ):
@@ -153,15 +153,17 @@ class SpeechDubber:
         settings: Settings | None = None,
         pool: ModelPool | None = None,
         recognizer: Recognizer | None = None,
-        min_speed: float = 0.8,
+        min_speed: float = NATURAL_SLOWEST,
         max_speed: float = 1.3,
         output_rate: int | None = None,
         times: StageTimes | None = None,
         mt: str = "auto",
+        voice_engine: str | None = None,
     ):
         if mt == "whisper" and target != "en":
             raise BadInputError(f"--mt whisper translates speech into English only, not into '{target}'")
         self.mt = mt
+        self.voice_engine = voice_engine
         self.target, self.source = target, source
         self.pool = pool or ModelPool(settings)
         self._recognizer = recognizer
@@ -197,7 +199,7 @@ class SpeechDubber:
         voiced = np.concatenate([pcm[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in spans])
         with self.times.stage("pitch", log):
             pitch = median_pitch_hz(voiced)
-        synth = self.pool.synthesizer(self.target, pitch_hz=pitch)
+        synth = self.pool.synthesizer(self.target, pitch_hz=pitch, engine=self.voice_engine)
         maker = ClipMaker(translator, synth, min_speed=self.min_speed, max_speed=self.max_speed, times=self.times)
         track = DubTrack(output_rate=self.output_rate or synth.sample_rate)
         if total:
@@ -239,6 +241,7 @@ def dub_text(
     pause: float = 0.35,
     output_rate: int | None = None,
     times: StageTimes | None = None,
+    voice_engine: str | None = None,
 ) -> DubResult:
     """Speak written `text` (in `source`) in `target`, sentence after sentence from `lead_in` seconds."""
     from livedub.engines.mt.text import split_sentences
@@ -254,7 +257,7 @@ def dub_text(
             f"no text translator for {source} → {target} (whisper translates speech, not text): "
             f"pass --mt-model {source}-{target}=DIR or give the text in {target}"
         )
-    maker = ClipMaker(translator, pool.synthesizer(target), times=times)
+    maker = ClipMaker(translator, pool.synthesizer(target, engine=voice_engine), times=times)
     track = DubTrack(output_rate=output_rate or maker.synthesizer.sample_rate)
     rows: list[DubbedSegment] = []
     at = lead_in

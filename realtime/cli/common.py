@@ -41,7 +41,12 @@ def dub_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mt", choices=("auto", "whisper"), default="auto",
                    help="auto: a text translator (your model, Apertium), whisper's translate task when none "
                         "serves the pair and --to is en; whisper: always whisper's speech → English translation")
-    g.add_argument("--min-speed", type=float, default=0.8, help="slowest speech rate to fit a slot, 0.5..1 (0.8)")
+    g.add_argument("--min-speed", type=float, default=0.95,
+                   help="slowest rate a clip shorter than its slot is slowed to, to end with it, 0.95..1 (0.95); "
+                        "shorter clips keep their natural pace and leave a pause")
+    g.add_argument("--voice-engine", choices=("auto", "piper", "kokoro", "espeak-ng"), default="auto",
+                   help="who speaks the translation: auto picks Piper where it has a voice, else Kokoro, else "
+                        "espeak-ng (live: the best that keeps up on this machine)")
     g.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to fit a slot, 1..2 (1.3)")
 
 
@@ -110,9 +115,9 @@ def check_range(flag: str, value: float | None, low: float, high: float, *, low_
 
 def check_speeds(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.min_speed) and math.isfinite(args.max_speed)
-            and 0.5 <= args.min_speed <= 1.0 <= args.max_speed <= 2.0):
+            and 0.95 <= args.min_speed <= 1.0 <= args.max_speed <= 2.0):
         raise LivedubError(f"--min-speed {args.min_speed:g} --max-speed {args.max_speed:g}: speeds must satisfy "
-                           "0.5 <= --min-speed <= 1 <= --max-speed <= 2")
+                           "0.95 <= --min-speed <= 1 <= --max-speed <= 2")
 
 
 def check_fps(args: argparse.Namespace) -> None:
@@ -167,6 +172,7 @@ def config_from(args: argparse.Namespace, *, target: str | None = None) -> DubCo
         min_speed=getattr(args, "min_speed", 0.8),
         max_speed=getattr(args, "max_speed", 1.3),
         keep_original=keep,
+        voice_engine=None if getattr(args, "voice_engine", "auto") in (None, "auto") else args.voice_engine,
         engine=getattr(args, "engine", None),
         bank=Path(bank) if bank else None,
         int8=bool(getattr(args, "int8", False)),
