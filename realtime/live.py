@@ -232,9 +232,7 @@ class LiveRun:
             self.report.stats = self.stats()
             self.report.clips = [(c.start, c.end, c.text, c.source_text, c.source_start, c.source_end)
                                  for c in session.track.clips]
-            for close in self._closers:
-                with contextlib.suppress(Exception):
-                    close()
+            await asyncio.get_running_loop().run_in_executor(None, self._close_devices)
             if self._recorder is not None:
                 self.report.record_origin = self._recorder.origin
                 keep = not self.stop.is_set() or self.report.frames_out > 0
@@ -244,6 +242,12 @@ class LiveRun:
             save_bank(session)
             self.report.seconds = time.monotonic() - started
         return self.report
+
+    def _close_devices(self) -> None:
+        """Off the event loop: closing a device can block (pactl, PortAudio)."""
+        for close in self._closers:
+            with contextlib.suppress(Exception):
+                close()
 
     async def _forward_events(self, session: DubSession) -> None:
         async for event in session.events():
@@ -256,9 +260,11 @@ class LiveRun:
         finishing = asyncio.create_task(session.finish())
         interval = 1.0 / source.fps
         clock = session.clock
+        due = clock.now()
         while not finishing.done() and not self.stop.is_set():
-            await self._on_frame(last, clock.now())
-            await asyncio.sleep(interval)
+            await self._on_frame(last, due)
+            due += interval
+            await asyncio.sleep(max(due - clock.now(), 0.0))
         if not finishing.done():
             finishing.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
