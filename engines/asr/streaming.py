@@ -5,6 +5,11 @@ agree on it (same normalised text at about the same time), so text does not flic
 TTS only ever see committed words. The buffer is cut at committed sentence ends and bounded in length,
 and the committed text that scrolled out of it is the prompt that keeps whisper consistent. A pause long
 enough for the VAD to end the utterance commits everything heard so far.
+
+Timing is honest: at most one pass runs per `feed()` (work left over, such as a second utterance end in a
+long chunk, waits for the next call), and a word's commit time is when `feed()` hands it to the caller.
+With a bounded recognizer (`WhisperRecognizer(budget=...)`) no pass can stall the stream: a pass over
+budget yields nothing new and the previous pass's hypothesis stands.
 """
 
 from __future__ import annotations
@@ -12,25 +17,30 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..types import Word
+from ..text_join import join_words
+from ..types import Transcript, Word
 from . import Recognizer
-from .vad import VoiceActivity
+from .vad import VoiceActivity, VoiceEvent
 
 log = logging.getLogger("livedub.asr")
 
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
+# audio heard after the VAD's end of speech when an utterance is closed: whisper drops a last word that
+# the window ends right after (the VAD waits 0.5 s of silence, so no next word can start before this)
+_END_MARGIN_S = 0.45
 
 
 @dataclass(frozen=True)
 class Commit:
     """A committed word, and when: `committed_at` is the stream time (seconds of audio fed) at which it
-    was decided, `wall_time` the `time.monotonic()` once decided. In a real-time loop, `wall_time` minus
-    the stream's wall-clock origin also counts the recognition time, so it is the honest commit time."""
+    was decided, `wall_time` the `time.monotonic()` at which `feed()`/`flush()` returned it to the caller
+    (recognition time included: the commit time a caller sees)."""
 
     word: Word
     committed_at: float
@@ -51,10 +61,13 @@ def normalize(text: str) -> str:
 class StreamingRecognizer:
     """Wraps any `Recognizer` for live audio: `feed` chunks, get newly committed words with stream times.
 
-    `min_chunk_s` is the least new audio between passes (a pass costs roughly a second of CPU for
-    whisper-base on 2 cores, so smaller values only help on faster machines: when a pass is slow the next
-    one simply covers all audio that arrived meanwhile). Pass `vad=None` to disable utterance detection;
-    then only `flush()` ends an utterance.
+    `min_chunk_s` is the least new audio between passes (when a pass is slow the next one simply covers
+    all audio that arrived meanwhile). Pass `vad=None` to disable utterance detection; then only `flush()`
+    ends an utterance. With `language=None` the language is detected once per utterance, from a pass over
+    at least `detect_after_s` of it, and held until the utterance ends (`detected_language`).
+
+    Besides `committed`, `hypothesis`, `speaking` and `time`: `utterance_ended` (the latest call closed an
+    utterance), `passes`, `over_budget_passes`, `last_pass_s` and `slowest_pass_s` (recognition seconds).
     """
 
     def __init__(
@@ -63,12 +76,13 @@ class StreamingRecognizer:
         *,
         language: str | None = None,
         task: str = "transcribe",
-        min_chunk_s: float = 0.5,
+        min_chunk_s: float = 0.3,
         max_buffer_s: float = 15.0,
         vad: VoiceActivity | None | bool = True,
         preroll_s: float = 0.5,
         agree_tolerance_s: float = 0.6,
         prompt_chars: int = 200,
+        detect_after_s: float = 1.0,
     ) -> None:
         self.recognizer = recognizer
         self.language = language
@@ -79,14 +93,23 @@ class StreamingRecognizer:
         self.preroll_s = preroll_s
         self.agree_tolerance_s = agree_tolerance_s
         self.prompt_chars = prompt_chars
+        self.detect_after_s = detect_after_s
         self.commits: list[Commit] = []
         self.passes = 0
+        self.over_budget_passes = 0  # passes that gave nothing because they hit the recognizer's budget
+        self.slowest_pass_s = 0.0
+        self.last_pass_s = 0.0
+        self.utterance_ended = False  # the latest feed()/flush() closed an utterance
         self._time = 0.0
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = 0.0
         self._hypothesis: list[Word] = []
         self._last_pass_at = 0.0
-        self._detected: str | None = None
+        self._detected: str | None = None  # the language held for the current utterance
+        self._last_detected: str | None = None
+        self._switch_to: str | None = None  # another language the latest pass was sure of
+        self._events: deque[VoiceEvent] = deque()  # VAD events not acted on yet (one pass per feed)
+        self._stamped = 0  # commits before this index carry the wall time they were handed out
         self._open = self.vad is None  # an utterance is in progress (always, without a VAD)
         self._voice_from = 0.0  # where the VAD heard the utterance begin; no word starts before it
 
@@ -109,93 +132,188 @@ class StreamingRecognizer:
     def speaking(self) -> bool:
         return self.vad.speaking if self.vad is not None else True
 
+    @property
+    def detected_language(self) -> str | None:
+        """The language the current utterance is recognised in (the given one, or the one detected and
+        held), else the latest utterance's; None until something was detected."""
+        return self.language or self._detected or self._last_detected
+
     def feed(self, pcm_chunk: np.ndarray) -> list[Word]:
-        """Add 16 kHz audio; return the words committed because of it (often none)."""
+        """Add 16 kHz audio; return the words committed because of it (often none). Runs at most one
+        recognition pass."""
         chunk = np.asarray(pcm_chunk, dtype=np.float32).reshape(-1)
         chunk = np.clip(np.nan_to_num(chunk, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
         self._buffer = np.concatenate([self._buffer, chunk])
         self._time += len(chunk) / SAMPLE_RATE
-        out: list[Word] = []
+        self.utterance_ended = False
         if self.vad is not None:
-            for event in self.vad.feed(chunk):
-                if event.kind == "end":
-                    out += self._finish(event.time + 0.25)
-                else:  # first pass once `min_chunk_s` of the utterance is in
-                    self._open = True
-                    self._voice_from = event.time
-                    self._last_pass_at = max(self._last_pass_at, event.time)
-            if not self.vad.speaking:
-                self._cut(self._time - self.preroll_s)  # silence: keep only a pre-roll
-                return out
+            self._events.extend(self.vad.feed(chunk))
+        return self._hand_out(self._step())
+
+    def flush(self) -> list[Word]:
+        """The utterance (or stream) is over: commit everything still pending."""
+        self.utterance_ended = False
+        out: list[Word] = []
+        while self._events:
+            out += self._on_event(self._events.popleft())
+        voice_end = self.vad.last_voice_end if self.vad is not None else None
+        return self._hand_out(out + self._finish(self._time, voice_end))
+
+    # ---- scheduling ---------------------------------------------------------------------------------
+    def _step(self) -> list[Word]:
+        """Act on pending VAD events in order, then pass if due; stop after the first pass."""
+        before = self.passes
+        out: list[Word] = []
+        while self._events and self.passes == before:
+            out += self._on_event(self._events.popleft())
+        if self._events or self.passes != before:
+            return out  # the rest waits for the next feed(): the caller gets these words now
+        if self.vad is not None and not self.vad.speaking:
+            self._cut(self._time - self.preroll_s)  # silence: keep only a pre-roll
+            return out
         if self._time - self._last_pass_at >= self.min_chunk_s:
             self._open = True
             out += self._pass()
         return out
 
-    def flush(self) -> list[Word]:
-        """The utterance (or stream) is over: commit everything still pending."""
-        return self._finish(self._time)
+    def _on_event(self, event: VoiceEvent) -> list[Word]:
+        if event.kind == "end":
+            return self._finish(event.time + _END_MARGIN_S, event.time)
+        self._open = True  # first pass once `min_chunk_s` of the utterance is in
+        self._voice_from = event.time
+        self._last_pass_at = max(self._last_pass_at, event.time)
+        return []
+
+    def _hand_out(self, words: list[Word]) -> list[Word]:
+        """Stamp the new commits with the moment the caller receives them."""
+        now = time.monotonic()
+        for i in range(self._stamped, len(self.commits)):
+            self.commits[i] = replace(self.commits[i], wall_time=now)
+        self._stamped = len(self.commits)
+        if words:
+            log.debug("committed %r at %.2f s", join_words(w.text for w in words), self._time)
+        return words
 
     # ---- passes -------------------------------------------------------------------------------------
-    def _recognise(self, until: float) -> list[Word]:
-        """Recognise the buffer up to stream time `until`; words come back on the stream clock."""
+    def _recognise(self, until: float) -> list[Word] | None:
+        """Recognise the buffer up to stream time `until`; words come back on the stream clock. None when
+        the pass was over the recognizer's budget (it says nothing about the audio)."""
         pcm = self._buffer[: max(0, int(round((until - self._buffer_start) * SAMPLE_RATE)))]
         self._last_pass_at = self._buffer_start + len(pcm) / SAMPLE_RATE
         self.passes += 1
+        started = time.perf_counter()
         transcript = self.recognizer.transcribe(
-            pcm, language=self.language or self._detected, task=self.task, initial_prompt=self._prompt()
+            pcm, language=self._pass_language(), task=self.task, initial_prompt=self._prompt()
         )
-        if (
-            self.language is None
-            and self._detected is None
-            and transcript.segments
-            and len(pcm) >= SAMPLE_RATE
-            and transcript.language_probability >= 0.5
-        ):
-            self._detected = transcript.language  # one language per utterance: passes must be comparable
+        self.last_pass_s = time.perf_counter() - started
+        self.slowest_pass_s = max(self.slowest_pass_s, self.last_pass_s)
+        stats = getattr(transcript, "stats", None)
+        log.debug("pass %d: %.2f-%.2f s in %.2f s%s: %s", self.passes, self._buffer_start, until,
+                  self.last_pass_s, f" ({stats.over_budget})" if stats and stats.over_budget else "",
+                  transcript.text)
+        if stats is not None and stats.over_budget:
+            self.over_budget_passes += 1
+            return None
+        self._hold_language(transcript, stats, until)
         off, floor = self._buffer_start, self._voice_from - 0.05
+        # whisper fills trailing silence with words ("Thank you.", the utterance again): none may start
+        # after the last audio the VAD heard as voice
+        voiced = self.vad.last_voice_end + 0.1 if self.vad is not None else float("inf")
         words = []
         for w in (w for s in transcript.segments for w in s.words):
             start = max(w.start + off, floor)  # whisper stretches a first word back over leading silence
-            words.append(Word(w.text, start, max(w.end + off, start), w.probability))
-        return _drop_squeezed_tail(words)
+            if start < voiced:
+                words.append(Word(w.text, start, max(w.end + off, start), w.probability))
+        return _drop_repeated_tail(_drop_squeezed_tail(words))
+
+    def _pass_language(self) -> str | None:
+        """The given language; else the one held for this utterance; else the previous utterance's (a
+        bounded recognizer still reports what this audio sounds like); else None: detect."""
+        return self.language or self._detected or self._last_detected
+
+    def _hold_language(self, transcript: Transcript, stats, until: float) -> None:
+        """Hold one language per utterance, once enough of it is heard: passes must be comparable, and a
+        later detection flip must not change how the rest of the utterance is heard.
+
+        A first language is sure after `detect_after_s` at p ≥ 0.9, or after 2.5 × that at p ≥ 0.5 (short
+        or synthetic speech). Leaving the previous utterance's language takes more: p ≥ 0.9 for the same
+        other language on two passes in a row (whisper hears a window of espeak-ng Spanish as Thai at
+        p 0.98); otherwise the previous language is held."""
+        if self.language is not None or self._detected is not None:
+            return
+        if stats is not None and stats.detected:
+            language, p = stats.detected, stats.detected_probability
+        elif self._pass_language() is None and transcript.segments:
+            language, p = transcript.language, transcript.language_probability
+        else:
+            return
+        heard = until - max(self._voice_from, self._buffer_start)
+        prior, sure = self._last_detected, heard >= self.detect_after_s and p >= 0.9
+        if prior is None or language == prior:
+            held = sure or (heard >= 2.5 * self.detect_after_s and p >= 0.5)
+        else:
+            held = sure and self._switch_to == language
+            self._switch_to = language if sure else None
+            if not held and heard >= 2.5 * self.detect_after_s:
+                language, held = prior, True
+        if held:
+            if language != prior:
+                self._hypothesis = []  # heard in another language: nothing to agree with
+            self._detected = self._last_detected = language
+            log.info("utterance language: %s (p=%.2f)", language, p)
+
+    def _may_commit(self) -> bool:
+        """Agreed words commit once the language is settled: two passes in a wrongly guessed language
+        can agree on nonsense."""
+        return self.language is not None or self._detected is not None or self._last_detected is not None
 
     def _pass(self) -> list[Word]:
         """One LocalAgreement-2 step: commit what this pass and the previous one agree on."""
-        new = self._unseen(self._recognise(self._time))
+        heard = self._recognise(self._time)
+        if heard is None:
+            return self._trim()
+        new = self._unseen(heard)
+        n = self._agreed(new) if self._may_commit() else 0
+        self._hypothesis = new[n:]
+        out = self._commit(new[:n], by_flush=False)
+        return out + self._trim()
+
+    def _agreed(self, new: list[Word]) -> int:
+        """How many leading words of this pass the previous pass heard too (same text, about the same time)."""
         n = 0
         for a, b in zip(new, self._hypothesis, strict=False):
             if normalize(a.text) != normalize(b.text) or abs(a.start - b.start) > self.agree_tolerance_s:
                 break
             n += 1
-        self._hypothesis = new[n:]
-        out = self._commit(new[:n], by_flush=False)
-        return out + self._trim()
+        return n
 
-    def _finish(self, until: float) -> list[Word]:
-        """Commit all words up to stream time `until`, then start a fresh utterance after it."""
+    def _finish(self, until: float, voice_end: float | None) -> list[Word]:
+        """Commit all words up to stream time `until`, then start a fresh utterance after it.
+        `voice_end` is where the VAD last heard voice: whisper fills the silence after it ("Thank you.")."""
         until = min(until, self._time)
         if not self._open and not self._hypothesis:
             return []
         heard_all = bool(
-            self.vad is not None
-            and self.commits
-            and self.commits[-1].word.end >= self.vad.last_voice_end - 0.2
+            voice_end is not None and self.commits and self.commits[-1].word.end >= voice_end - 0.2
         )
         if self._hypothesis and self._last_pass_at >= until - 1e-6:
             words = self._hypothesis  # the latest pass already heard everything
         elif not self._hypothesis and heard_all:
             words = []  # the last voiced audio is committed already
         elif until - self._buffer_start > 0.1:
-            words = self._unseen(self._recognise(until)) or self._hypothesis
+            heard = self._recognise(until)
+            words = (self._unseen(heard) if heard is not None else []) or self._hypothesis
         else:
             words = self._hypothesis
-        if self.vad is not None:  # whisper fills trailing silence with "Thank you." and the like
-            words = [w for w in words if w.start < self.vad.last_voice_end + 0.1]
+        if voice_end is not None:
+            words = [w for w in words if w.start < voice_end + 0.1]
+        said = [c.word for c in self.commits if c.word.end > self._voice_from] + words
+        words = words[: len(words) - _restart_length(said)]
         out = self._commit(words, by_flush=True)
         self._hypothesis = []
-        self._detected = None
+        self._detected = self._switch_to = None
         self._open = self.vad is None
+        self.utterance_ended = True
         self._cut(until)
         return out
 
@@ -215,15 +333,12 @@ class StreamingRecognizer:
 
     def _commit(self, words: list[Word], *, by_flush: bool) -> list[Word]:
         out: list[Word] = []
-        now = time.monotonic()
         for w in words:
             floor = self.commits[-1].word.end if self.commits else 0.0
             start = max(w.start, floor)
             word = Word(w.text, start, max(w.end, start), w.probability)
-            self.commits.append(Commit(word, self._time, now, by_flush))
+            self.commits.append(Commit(word, self._time, float("nan"), by_flush))  # stamped on hand-out
             out.append(word)
-        if out:
-            log.debug("committed %r at %.2f s", " ".join(w.text for w in out), self._time)
         return out
 
     def _prompt(self) -> str | None:
@@ -237,7 +352,7 @@ class StreamingRecognizer:
                 break
             parts.append(c.word.text)
             size += len(c.word.text) + 1
-        return " ".join(reversed(parts)) or None
+        return join_words(reversed(parts)) or None
 
     def _trim(self) -> list[Word]:
         """Cut the buffer after the last committed sentence, and keep it under `max_buffer_s`.
@@ -276,6 +391,32 @@ def _gap(before: Word, after: Word) -> float:
     """Where to cut between two words: halfway across the gap whisper left (its edges are approximate,
     and a cut inside a word makes the next pass hear a fragment of it)."""
     return (before.end + after.start) / 2 if after.start > before.end else before.end
+
+
+def _drop_repeated_tail(words: list[Word]) -> list[Word]:
+    """A short buffer tempts whisper to say what it heard again ("Try again Try again Try again", "It was
+    the age of wisdom It was the age of wisdom"): keep one copy of a phrase repeated at the end (a single
+    word only from its third copy on: "very very" is speech)."""
+    keys = [normalize(w.text) for w in words]
+    n = 1
+    while n <= len(keys) // 2:
+        tail = keys[-n:]
+        if tail == keys[-2 * n : -n] and (n > 1 or keys[-3 * n : -2 * n] == tail):
+            keys, words = keys[:-n], words[:-n]
+            n = 1
+        else:
+            n += 1
+    return words
+
+
+def _restart_length(words: list[Word]) -> int:
+    """How many trailing words, after the utterance's last sentence end, only say its beginning again
+    (whisper's filler for the silence after an utterance: "Good morning everyone. Good")."""
+    ends = [i for i, w in enumerate(words[:-1]) if w.text.endswith(_SENTENCE_END)]
+    if not ends:
+        return 0
+    tail = [normalize(w.text) for w in words[ends[-1] + 1 :]]
+    return len(tail) if tail == [normalize(w.text) for w in words[: len(tail)]] else 0
 
 
 def _drop_squeezed_tail(words: list[Word], shortest: float = 0.06) -> list[Word]:

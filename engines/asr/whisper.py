@@ -12,7 +12,9 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..errors import LivedubError, MissingModelError
+from ..text_join import join_words
 from ..types import Segment, Transcript, Word
+from .bounded import PassBudget, PassStats, PassTranscript, bounded_pass
 
 log = logging.getLogger("livedub.asr")
 
@@ -37,6 +39,8 @@ class WhisperRecognizer:
     `beam_size=1` (greedy) roughly halves decoding time, which the streaming loop wants; offline file
     transcription keeps beam search. `vad_filter` skips long silences (and keeps whisper from inventing
     text in them); it is on by default because whole files benefit and short live buffers lose nothing.
+    With a `budget`, every call is one bounded pass (see `bounded.py`): the live loop's mode, where a
+    pass that would run long gives no words instead of stalling the call; `last_pass` says what it cost.
     """
 
     def __init__(
@@ -48,12 +52,15 @@ class WhisperRecognizer:
         *,
         beam_size: int = 5,
         vad_filter: bool = True,
+        budget: PassBudget | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.device, self.compute_type = device, compute_type
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
         self.vad_filter = vad_filter
+        self.budget = budget
+        self.last_pass: PassStats | None = None
         self.last_elapsed_s = 0.0  # wall time of the latest transcribe call, for metrics
         self._model = None
         self._lock = threading.Lock()
@@ -113,6 +120,8 @@ class WhisperRecognizer:
         duration = len(pcm) / SAMPLE_RATE
         if len(pcm) < _MIN_SAMPLES or not np.any(pcm):
             return Transcript((), language or "", 0.0, duration)
+        if self.budget is not None:
+            return self._bounded(pcm, language, task, initial_prompt)
         started = time.perf_counter()
         raw, info = self.model.transcribe(
             pcm,
@@ -135,6 +144,35 @@ class WhisperRecognizer:
             len(segments),
         )
         return Transcript(segments, info.language, float(info.language_probability), duration)
+
+    def _bounded(self, pcm: np.ndarray, language: str | None, task: str, prompt: str | None) -> Transcript:
+        """One pass of known cost over (at most) the first 30 s of `pcm`."""
+        assert self.budget is not None
+        duration = min(len(pcm) / SAMPLE_RATE, 30.0)
+        raw, used, stats = bounded_pass(
+            self.model, pcm, language=language, task=task, prompt=prompt, budget=self.budget
+        )
+        self.last_pass = stats
+        self.last_elapsed_s = stats.elapsed_s
+        if stats.over_budget:
+            log.info("pass over budget (%s): %.1f s of audio, %d tokens in %.2f s; no words",
+                     stats.over_budget, stats.audio_s, stats.tokens, stats.elapsed_s)
+        words: list[Word] = []
+        last = 0.0
+        for w in raw:
+            text = w.text.strip()
+            if not text or w.start >= duration - 0.02:
+                continue  # a word placed in the window's padding was not heard: whisper made it up
+            start = min(max(w.start, last), duration)
+            end = min(max(w.end, start), duration)
+            words.append(Word(text, start, end, w.probability))
+            last = end
+        segments = ()
+        if words:
+            text = join_words(w.text for w in words)
+            segments = (Segment(words[0].start, words[-1].end, text, tuple(words), used),)
+        probability = stats.detected_probability if language is None else 1.0
+        return PassTranscript(segments, used, probability, duration, stats)
 
     def _check(self, language: str | None, task: str) -> None:
         """Refuse requests the model cannot honour, instead of silently answering something else."""
