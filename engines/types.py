@@ -39,7 +39,9 @@ class Transcript:
 
     @property
     def text(self) -> str:
-        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+        from .text_join import join_words  # segments of unspaced scripts join without a space
+
+        return join_words(s.text for s in self.segments)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from livedub.engines.text_join import join_words, unspaced
+
 
 def draw_caption(frame: np.ndarray, text: str, *, max_lines: int = 2) -> np.ndarray:
     """A copy of `frame` with `text` in white on a dark band at the bottom, wrapped to the frame's width."""
@@ -12,8 +14,10 @@ def draw_caption(frame: np.ndarray, text: str, *, max_lines: int = 2) -> np.ndar
     scale = max(0.4, min(1.2, w / 900))
     thick = max(1, int(round(scale * 2)))
     lines: list[str] = []
-    for word in text.split():
-        trial = f"{lines[-1]} {word}" if lines else word
+    # unspaced scripts (zh, ja, th, ...) wrap between any two letters, spaced ones between words
+    pieces = list(text.replace(" ", "")) if any(unspaced(c) for c in text) else text.split()
+    for word in pieces:
+        trial = join_words([lines[-1], word]) if lines else word
         if lines and cv2.getTextSize(trial, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] <= w - 20:
             lines[-1] = trial
         else:

@@ -45,3 +45,15 @@ def test_every_reader_gets_the_events_and_a_slow_one_loses_only_the_oldest():
 
     first_three, other = asyncio.run(main())
     assert first_three == ["88", "89", "90"] and other == "88"
+
+
+def test_captions_are_drawn_at_the_bottom_only():
+    from livedub.realtime.captions import draw_caption
+
+    frame = np.full((480, 640, 3), 120, np.uint8)
+    out = draw_caption(frame, "La casa es muy grande y mi hermano tiene un coche rojo que conduce cada día")
+    changed = np.any(out != frame, axis=2)
+    rows = np.nonzero(changed.any(axis=1))[0]
+    assert rows.min() > 480 * 0.75 and rows.max() == 479  # a band at the bottom, two lines at most
+    assert (out[rows.min():] > 200).all(axis=2).sum() > 200  # white letters on it
+    assert np.array_equal(draw_caption(frame, "   "), frame)
