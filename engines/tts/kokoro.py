@@ -215,6 +215,8 @@ def _load(threads: int) -> _Model:
         graph.graph.output.append(info)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
+    # no busy-waiting between runs: idle pool threads would steal the cores video needs in a live call
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     try:
         session = onnxruntime.InferenceSession(

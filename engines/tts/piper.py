@@ -152,7 +152,9 @@ def _load_voice(model_path: Path, config_path: Path, use_cuda: bool) -> _Loaded:
     model_bytes, extra = _with_duration_outputs(model_path)
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
     try:
-        session = onnxruntime.InferenceSession(model_bytes or str(model_path), providers=providers)
+        options = onnxruntime.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads free the cores
+        session = onnxruntime.InferenceSession(model_bytes or str(model_path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise MissingModelError(f"{model_path}: cannot be loaded as a Piper voice ({exc})") from None
     outputs = [session.get_outputs()[0].name] + extra
