@@ -135,14 +135,3 @@ def pulse():
     yield pactl
     if started:
         subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=30)
-
-
-@pytest.fixture(scope="session")
-def live_base(english_speech):
-    """whisper-base as the live loop gets it from the registry (bounded passes), loaded and warm."""
-    from livedub.engines import registry
-    from livedub.engines.settings import Settings
-
-    asr = registry.recognizer(Settings(), streaming=True)
-    asr.transcribe(english_speech("Good morning."))
-    return asr
