@@ -41,6 +41,8 @@ EVENT_QUEUE = 512  # events kept for a slow reader before the oldest are dropped
 ORIGINAL_KEEP_S = 30.0  # seconds of the speaker's own voice kept for --keep-original (live)
 MERGE_BACKLOG_S = 1.0  # translated speech queued beyond this: waiting units are merged into one clip
 BEHIND_S = 0.3  # translated speech still to play beyond this: the next clip is sped up to catch up
+CATCH_UP_S = 2.5  # lag beyond this (a monologue in a longer language): the speed cap rises to CATCH_UP_SPEED
+CATCH_UP_SPEED = 1.7  # still intelligible, and what keeps the lag from drifting over a long monologue
 
 
 @dataclass(frozen=True)
@@ -462,6 +464,8 @@ class DubSession:
         backlog = max(self.track.end - self.clock.now(), 0.0)
         behind = backlog > BEHIND_S or (self._units is not None and not self._units.empty())
         slot = max(max(unit.end - unit.start, 0.5) - backlog, 0.3) if behind else None
+        if backlog > CATCH_UP_S:
+            maker.max_speed = max(maker.max_speed, CATCH_UP_SPEED)
         started = time.perf_counter()
         speech, speed = await self.pool.worker("tts").run(maker.speak, text, slot)
         self.latency.add("tts", time.perf_counter() - started)
