@@ -164,6 +164,7 @@ def lipsync_file(session: DubSession, face: str | Path, audio: str | Path, outpu
         if not speech_spans(pcm):
             raise BadInputError(f"{audio}: no speech found (silence or noise): nothing to lip-sync")
     session.fps = video.info.fps
+    session.face_from(moving=not video.info.is_image)
     session.use_timeline(PcmTimeline(pcm))
     prefill_bank(session, video)
     n_frames = max(1, math.ceil(len(pcm) / SAMPLE_RATE * video.info.fps))

@@ -179,6 +179,12 @@ class DubSession:
             self._tracker = self.pool.face_tracker(self.config, self.fps)
         return self._tracker
 
+    def face_from(self, *, moving: bool) -> None:
+        """Whether faces come from moving video (the exemplar engine can learn mouths) or a still photo."""
+        if moving != self._video:
+            self._video = moving
+            self._engine = None
+
     def use_timeline(self, timeline: AudioTimeline) -> None:
         """Lips follow another timeline than the session's translations (lipsync: the user's audio)."""
         self.timeline = timeline

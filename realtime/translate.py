@@ -98,6 +98,7 @@ def translate_file(session: DubSession, job: TranslateJob, *, progress: Callable
     with times.stage("open", log):
         video = FaceVideo(job.input, fps=config.fps)
     session.fps = video.info.fps
+    session.face_from(moving=not video.info.is_image)
     result, original = _dub_speech(session, job, video)
     fps = video.info.fps
     speech_end = result.track.end if result else 0.0
