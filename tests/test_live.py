@@ -180,6 +180,7 @@ def test_the_livedub_microphone_speaks_spanish(live_run):
     from livedub.engines.settings import Settings
 
     assert live_run["sink_seen"]
+    assert any(s.startswith("virtual microphone") for s in live_run["report"].sinks), live_run["report"].notices
     heard = live_run["heard"]
     assert len(heard) > 16_000 * 3 and np.abs(heard).max() > 0.05
     # the live voice here is the fastest that keeps up (espeak-ng for Spanish on 2 cores), which whisper hears
@@ -189,6 +190,39 @@ def test_the_livedub_microphone_speaks_spanish(live_run):
     assert any(w in text for w in ("casa", "grande", "hermano", "coche", "rojo", "muy")), text
     said = " ".join(clip[2].lower() for clip in live_run["report"].clips)
     assert "casa" in said and ("hermano" in said or "coche" in said), said
+
+
+def test_audio_out_plays_into_a_sink_made_after_the_audio_library_loaded(pulse, tmp_path):
+    """The sound server can start (or restart) after PortAudio has listed its devices; the virtual microphone
+    must still get the audio, on the sink it names. A 440 Hz tone through AudioOut, recorded off the monitor."""
+    import sounddevice  # noqa: F401  (loaded first, as in a long-running process)
+
+    from livedub.realtime.io.devices import AudioOut, VirtualMicrophone
+
+    mic = VirtualMicrophone("livedub_tone")
+    start = time.monotonic()
+    tone = lambda t0, t1: 0.3 * np.sin(2 * np.pi * 440 * np.arange(t0, t1, 1 / 48_000)).astype(np.float32)  # noqa: E731
+    out = AudioOut(tone, lambda: time.monotonic() - start, lambda: 0.0, sink=mic.name)
+    deadline = time.monotonic() + 10  # a fresh null sink may sleep up to 2 s (its idle latency) before it reads
+    while out.blocks < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.blocks >= 10, "the sink never took the stream"
+    path = tmp_path / "tone.f32"
+    with open(path, "wb") as f:
+        rec = subprocess.Popen(["parec", "-d", f"{mic.monitor}", "--format=float32le", "--rate=16000",
+                                "--channels=1", "--raw", "--latency-msec=50"], stdout=f, stderr=subprocess.DEVNULL)
+        time.sleep(1.2)
+        rec.terminate()
+        rec.wait(timeout=5)
+    out.close()
+    mic.close()
+    heard = np.fromfile(path, np.float32)
+    assert len(heard) > 16_000 * 0.5
+    loud = heard[len(heard) // 4:]
+    assert np.sqrt(np.mean(loud**2)) > 0.1, "no tone on the sink's monitor"
+    spectrum = np.abs(np.fft.rfft(loud))
+    assert abs(np.argmax(spectrum) * 16_000 / len(loud) - 440) < 10
+    assert "livedub_tone" not in pulse("list", "short", "sinks")
 
 
 def test_first_translation_starts_soon_after_the_phrase_ends(live_run):

@@ -299,56 +299,85 @@ class VirtualMicrophone:
 class AudioOut:
     """Plays session audio on an output device, pulled by the session clock (never ahead of the mouth).
 
-    `render(t0, t1)` gives the PCM for session time [t0, t1); each device callback asks for the next block
-    after the last one, and the cursor is re-aligned to `now() - delay()` when the two drift apart by more
-    than `slack_s` (a sound card clock against the monotonic clock, or a stall).
+    `render(t0, t1)` gives the PCM for session time [t0, t1); each block asked for follows the last one, and
+    the cursor is re-aligned to `now() - delay()` when the two drift apart by more than `slack_s` (a sound
+    card clock against the monotonic clock, or a stall). A PulseAudio/PipeWire `sink` is written to directly
+    (libpulse, paced by the server); a `device` is opened through PortAudio.
     """
 
     def __init__(self, render: Callable[[float, float], np.ndarray], now: Callable[[], float],
                  delay: Callable[[], float], *, device: str | None = None, sink: str | None = None,
                  rate: int = MIC_RATE, block_s: float = 0.02, slack_s: float = 0.12):
+        self.render, self.now, self.delay = render, now, delay
+        self.rate, self.slack_s = rate, slack_s
+        self.block = int(rate * block_s)
+        self._cursor: float | None = None
+        self.blocks = 0
+        self._stream = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        if sink is not None:
+            self._start_pulse(sink)
+        else:
+            self._start_portaudio(device)
+
+    def next_block(self, frames: int) -> np.ndarray:
+        """The next `frames` samples of session audio, on the cursor kept beside the session clock."""
+        target = self.now() - self.delay()
+        if self._cursor is None or abs(self._cursor - target) > self.slack_s:
+            self._cursor = target
+        t0 = self._cursor
+        self._cursor = t0 + frames / self.rate
+        pcm = self.render(t0, self._cursor)
+        out = np.zeros(frames, np.float32)
+        out[: min(frames, len(pcm))] = pcm[:frames]
+        self.blocks += 1
+        return out
+
+    def _start_pulse(self, sink: str) -> None:
+        from .pulse import PulseError, PulsePlayback
+
+        try:
+            playback = PulsePlayback(sink, rate=self.rate)
+        except PulseError as exc:
+            raise DeviceError(str(exc)) from None
+
+        def play():
+            try:
+                while not self._stop.is_set():
+                    playback.write(self.next_block(self.block))
+            except PulseError as exc:
+                log.warning("virtual microphone stopped: %s", exc)
+            finally:
+                playback.close()
+
+        self._thread = threading.Thread(target=play, name="livedub-audio-out", daemon=True)
+        self._thread.start()
+
+    def _start_portaudio(self, device: str | None) -> None:
         try:
             import sounddevice as sd
         except OSError as exc:
             raise DeviceError(f"no audio system: {exc}") from None
-        self.render, self.now, self.delay = render, now, delay
-        self.rate, self.slack_s = rate, slack_s
-        self._cursor: float | None = None
-        self.blocks = 0
-        if sink is not None:
-            os.environ["PULSE_SINK"] = sink  # PortAudio's `pulse` device plays into this sink
-            device = device or _pulse_device(sd)
 
         def callback(outdata, frames, _time, status):
-            target = self.now() - self.delay()
-            if self._cursor is None or abs(self._cursor - target) > self.slack_s:
-                self._cursor = target
-            t0 = self._cursor
-            self._cursor = t0 + frames / self.rate
-            pcm = self.render(t0, self._cursor)
-            out = np.zeros(frames, np.float32)
-            out[: min(frames, len(pcm))] = pcm[:frames]
-            outdata[:, 0] = out
-            self.blocks += 1
+            outdata[:, 0] = self.next_block(frames)
 
         try:
-            self._stream = sd.OutputStream(device=device, channels=1, samplerate=rate, blocksize=int(rate * block_s),
+            self._stream = sd.OutputStream(device=device, channels=1, samplerate=self.rate, blocksize=self.block,
                                            dtype="float32", callback=callback)
             self._stream.start()
         except Exception as exc:
             raise DeviceError(f"audio output {device or '(default)'}: cannot be opened ({exc})") from None
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._stream.stop()
-            self._stream.close()
-
-
-def _pulse_device(sd) -> str | None:
-    for dev in sd.query_devices():
-        if dev["name"] == "pulse" and dev["max_output_channels"] > 0:
-            return "pulse"
-    return None
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.stop()
+                self._stream.close()
 
 
 class Recorder:
