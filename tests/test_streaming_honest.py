@@ -71,30 +71,26 @@ def test_one_pass_per_feed_and_commit_time_is_when_the_caller_gets_the_word(live
     assert stream.utterance_ended is False and not stream.speaking
 
 
-@pytest.mark.parametrize("text", [
-    pytest.param(UTTERANCES[0], marks=pytest.mark.xfail(
-        reason="known bug: whisper-base sometimes commits '1 1' after 'Good morning everyone.' in a full run "
-               "(the sampled Piper speech varies); the end-of-utterance guard does not catch digit-only words yet",
-        strict=False)),
-    *UTTERANCES[1:],
-])
+@pytest.mark.parametrize("text", UTTERANCES)
 def test_no_invented_words_after_an_utterance_ends(live_base, offline_base, english_speech, text):
-    """Whisper fills silence with "Thank you." and repeats; a clip ending in silence commits only what
-    was said, and the utterance end is flagged."""
-    pcm = np.concatenate([silence(0.4), english_speech(text), silence(1.5)])
-    offline = offline_base.transcribe(pcm, language="en")
-    stream = StreamingRecognizer(live_base, language="en")
-    ended = False
-    for i in range(0, len(pcm), 320):
-        stream.feed(pcm[i : i + 320])
-        ended = ended or stream.utterance_ended
-    assert ended and not stream.hypothesis
-    committed = words_of(join_words(w.text for w in stream.committed))
-    reference = words_of(offline.text)
-    assert len(committed) <= len(reference)
-    assert committed[-1] == reference[-1]
-    assert wer(reference, committed) <= 0.1, (reference, committed)
-    assert stream.flush() == []
+    """Whisper fills silence with "Thank you.", repeats, and digits ("1 1" once a cut left the tail of
+    "everyone" in the buffer): a clip ending in silence commits only what was said, and the utterance end is
+    flagged. Piper samples its speech, so each takes several renderings (the bug showed in 2 of 12)."""
+    for _take in range(5):
+        pcm = np.concatenate([silence(0.4), english_speech(text), silence(1.5)])
+        offline = offline_base.transcribe(pcm, language="en")
+        stream = StreamingRecognizer(live_base, language="en")
+        ended = False
+        for i in range(0, len(pcm), 320):
+            stream.feed(pcm[i : i + 320])
+            ended = ended or stream.utterance_ended
+        assert ended and not stream.hypothesis
+        committed = words_of(join_words(w.text for w in stream.committed))
+        reference = words_of(offline.text)
+        assert len(committed) <= len(reference), (reference, committed)
+        assert committed[-1] == reference[-1], (reference, committed)
+        assert wer(reference, committed) <= 0.1, (reference, committed)
+        assert stream.flush() == []
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 # audio heard after the VAD's end of speech when an utterance is closed: whisper drops a last word that
 # the window ends right after (the VAD waits 0.5 s of silence, so no next word can start before this)
 _END_MARGIN_S = 0.45
+_FRAME_S = 0.02  # the energy frame a cut between words is placed by
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class StreamingRecognizer:
         self._stamped = 0  # commits before this index carry the wall time they were handed out
         self._open = self.vad is None  # an utterance is in progress (always, without a VAD)
         self._voice_from = 0.0  # where the VAD heard the utterance begin; no word starts before it
+        self._loudest = 0.0  # the loudest 20 ms (mean square) of the utterance: how loud its words are
 
     # ---- public -------------------------------------------------------------------------------------
     @property
@@ -145,6 +147,7 @@ class StreamingRecognizer:
         chunk = np.clip(np.nan_to_num(chunk, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
         self._buffer = np.concatenate([self._buffer, chunk])
         self._time += len(chunk) / SAMPLE_RATE
+        self._loudest = max(self._loudest, _loudest_frame(chunk))
         self.utterance_ended = False
         if self.vad is not None:
             self._events.extend(self.vad.feed(chunk))
@@ -224,6 +227,7 @@ class StreamingRecognizer:
             start = max(w.start + off, floor)  # whisper stretches a first word back over leading silence
             if start < voiced:
                 words.append(Word(w.text, start, max(w.end + off, start), w.probability))
+        words = [w for w in words if self._audible(w)]
         return _drop_repeated_tail(_drop_squeezed_tail(words))
 
     def _pass_language(self) -> str | None:
@@ -261,6 +265,14 @@ class StreamingRecognizer:
                 self._hypothesis = []  # heard in another language: nothing to agree with
             self._detected = self._last_detected = language
             log.info("utterance language: %s (p=%.2f)", language, p)
+
+    def _audible(self, word: Word) -> bool:
+        """Whether there is sound where whisper placed `word` (±0.1 s): within 20 dB of the utterance's
+        loudest. In a near-silent buffer (the VAD still hears the utterance's tail) whisper writes digits
+        and fillers ("1, 2,", "Thank you") that no sound is under."""
+        a = max(0, int(round((word.start - 0.1 - self._buffer_start) * SAMPLE_RATE)))
+        b = min(len(self._buffer), int(round((word.end + 0.1 - self._buffer_start) * SAMPLE_RATE)))
+        return b <= a or _loudest_frame(self._buffer[a:b]) >= 0.01 * self._loudest
 
     def _may_commit(self) -> bool:
         """Agreed words commit once the language is settled: two passes in a wrongly guessed language
@@ -311,6 +323,7 @@ class StreamingRecognizer:
         words = words[: len(words) - _restart_length(said)]
         out = self._commit(words, by_flush=True)
         self._hypothesis = []
+        self._loudest = 0.0
         self._detected = self._switch_to = None
         self._open = self.vad is None
         self.utterance_ended = True
@@ -362,12 +375,14 @@ class StreamingRecognizer:
         heard = inside + self._hypothesis
         ends = [i for i, w in enumerate(inside) if w.text.endswith(_SENTENCE_END)]
         if ends and ends[-1] + 1 < len(heard):
-            self._cut(_gap(heard[ends[-1]], heard[ends[-1] + 1]))
+            at = self._between(heard[ends[-1]], heard[ends[-1] + 1], pause_only=True)
+            if at is not None:
+                self._cut(at)
         if self._time - self._buffer_start <= self.max_buffer_s:
             return []
         if inside:
             last = len(inside) - 1
-            self._cut(_gap(inside[last], heard[last + 1]) if last + 1 < len(heard) else inside[last].end)
+            self._cut(self._between(inside[last], heard[last + 1]) if last + 1 < len(heard) else inside[last].end)
         if self._time - self._buffer_start > self.max_buffer_s:
             # nothing agreed for a whole buffer: take the older half of the hypothesis as it stands
             half = self._buffer_start + self.max_buffer_s / 2
@@ -376,6 +391,26 @@ class StreamingRecognizer:
             self._cut(forced[-1].end if forced else half)
             return self._commit(forced, by_flush=True)
         return []
+
+    def _between(self, before: Word, after: Word, *, pause_only: bool = False) -> float | None:
+        """Where to cut between two words: at the quietest 20 ms of the gap whisper left between them.
+
+        Whisper's word edges are approximate (a last word often ends 0.2 s before its sound does); a cut
+        inside a word makes the next pass hear a fragment of it ("every|one" heard as "1"), or a word
+        without the one before it. With `pause_only`, None unless that quietest frame is a real pause
+        (20 dB under the buffer's speech)."""
+        frame = int(_FRAME_S * SAMPLE_RATE)
+        first = max(0, int(round((before.end - self._buffer_start) * SAMPLE_RATE)))
+        last = min(len(self._buffer), int(round((after.start - self._buffer_start) * SAMPLE_RATE)))
+        if last - first < 2 * frame or len(self._buffer) < frame:
+            return None if pause_only else max(before.end, (before.end + after.start) / 2)
+        energy = np.mean(self._buffer[: len(self._buffer) // frame * frame].reshape(-1, frame).astype(np.float64) ** 2,
+                         axis=1)
+        gap = energy[first // frame : last // frame]
+        quietest = int(np.argmin(gap))
+        if pause_only and gap[quietest] > 0.01 * np.percentile(energy, 90):
+            return None
+        return self._buffer_start + (first // frame + quietest + 0.5) * frame / SAMPLE_RATE
 
     def _cut(self, at: float) -> None:
         """Drop buffered audio before stream time `at`."""
@@ -387,10 +422,13 @@ class StreamingRecognizer:
         self._buffer_start += n / SAMPLE_RATE
 
 
-def _gap(before: Word, after: Word) -> float:
-    """Where to cut between two words: halfway across the gap whisper left (its edges are approximate,
-    and a cut inside a word makes the next pass hear a fragment of it)."""
-    return (before.end + after.start) / 2 if after.start > before.end else before.end
+def _loudest_frame(pcm: np.ndarray) -> float:
+    """The largest mean square over 20 ms frames of `pcm` (one short frame when shorter)."""
+    frame = int(_FRAME_S * SAMPLE_RATE)
+    if len(pcm) < frame:
+        return float(np.mean(pcm.astype(np.float64) ** 2)) if len(pcm) else 0.0
+    framed = pcm[: len(pcm) // frame * frame].reshape(-1, frame).astype(np.float64)
+    return float(np.max(np.mean(framed**2, axis=1)))
 
 
 def _drop_repeated_tail(words: list[Word]) -> list[Word]:
