@@ -8,6 +8,7 @@ them. This is also the one place that turns a Wav2Lip checkpoint into an ONNX mo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -198,7 +199,14 @@ class ModelPool:
             return {name: w.busy_seconds for name, w in self._workers.items()}
 
     def close(self) -> None:
+        """Stop the workers, then the processes models keep running (Apertium's pipeline)."""
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}
+            models = list(self._models.values())
         for w in workers:
             w.close()
+        for model in models:
+            close = getattr(model, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()

@@ -7,7 +7,6 @@ new left in the folder (no output, no partial file, no folder made for them), ev
 
 from __future__ import annotations
 
-import fractions
 import hashlib
 import os
 import shutil
@@ -24,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+from media_files import write_av_mp4
 
 from livedub.engines.audio import resample, write_wav
 
@@ -48,28 +48,6 @@ class Folder:
         return out
 
 
-def _write_av(path: Path, frames: list[np.ndarray], pcm16k: np.ndarray, *, faststart: bool = False) -> None:
-    """An H.264 + AAC mp4 as a phone or editor would write it (faststart: the index at the front)."""
-    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
-        video = out.add_stream("libx264", rate=FPS)
-        video.height, video.width = frames[0].shape[:2]
-        video.pix_fmt = "yuv420p"
-        audio = out.add_stream("aac", rate=16_000)
-        audio.layout = "mono"
-        for frame in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
-                out.mux(packet)
-        for start in range(0, len(pcm16k), 1024):
-            chunk = av.AudioFrame.from_ndarray(pcm16k[None, start : start + 1024].astype(np.float32), format="fltp",
-                                               layout="mono")
-            chunk.sample_rate, chunk.pts, chunk.time_base = 16_000, start, fractions.Fraction(1, 16_000)
-            for packet in audio.encode(chunk):
-                out.mux(packet)
-        for stream in (audio, video):
-            for packet in stream.encode(None):
-                out.mux(packet)
-
-
 @pytest.fixture(scope="module")
 def folder(english_speech):
     """The user's folder of media, configs, a hard link, a symlink and a read-only folder."""
@@ -86,10 +64,10 @@ def folder(english_speech):
     with Mp4Writer(root / "talk.mp4", 320, 320, FPS, resample(speech, 16_000, 48_000), 48_000) as w:
         for _ in range(n):
             w.write(face)
-    _write_av(root / "noface.mp4", [coffee] * 50, speech[:32_000])
-    _write_av(root / "oneframe.mp4", [face], speech[:16_000])
-    _write_av(root / "silent.mp4", [face] * 50, np.zeros(32_000, np.float32))
-    _write_av(root / "whole.mp4", [face] * (2 * n), np.tile(speech, 2), faststart=True)
+    write_av_mp4(root / "noface.mp4", [coffee] * 50, speech[:32_000])
+    write_av_mp4(root / "oneframe.mp4", [face], speech[:16_000])
+    write_av_mp4(root / "silent.mp4", [face] * 50, np.zeros(32_000, np.float32))
+    write_av_mp4(root / "whole.mp4", [face] * (2 * n), np.tile(speech, 2), faststart=True)
     whole = (root / "whole.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
     (root / "w.pth").write_bytes(np.random.default_rng(0).bytes(4096))  # refused before it is ever read

@@ -40,18 +40,23 @@ def head_motion(img: np.ndarray, i: int) -> np.ndarray:
     return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-@pytest.fixture(scope="module")
-def source(portrait, tracker, english_speech) -> tuple[list[np.ndarray], list[Face | None]]:
-    """The talking source video (see the module docstring) and its tracked faces."""
-    frame, face = portrait
-    viseme = VisemeEngine()
+def talking_shapes(english_speech) -> list[MouthShape]:
+    """The source's mouth per frame: a sweep of every opening × (spread, wide, rounded), closed before and
+    after, then a spoken sentence's shapes."""
     sweep = [MouthShape(o, w, r) for o in (0.0, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0)
              for w, r in ((0.3, 0.0), (1.0, 0.0), (0.0, 1.0))]
     sweep = [MouthShape()] * 4 + sweep + [MouthShape()] * 4
     talk = PcmTimeline(english_speech("The weather was lovely, so we walked along the river."))
     est = MouthShapeEstimator()
-    shapes = sweep + [est.at(talk, t) for t in np.arange(0.0, talk.duration, 1.0 / FPS)]
-    frames = [head_motion(viseme.render_shape(frame, face, s), i) for i, s in enumerate(shapes)]
+    return sweep + [est.at(talk, t) for t in np.arange(0.0, talk.duration, 1.0 / FPS)]
+
+
+@pytest.fixture(scope="module")
+def source(portrait, tracker, english_speech) -> tuple[list[np.ndarray], list[Face | None]]:
+    """The talking source video (see the module docstring) and its tracked faces."""
+    frame, face = portrait
+    viseme = VisemeEngine()
+    frames = [head_motion(viseme.render_shape(frame, face, s), i) for i, s in enumerate(talking_shapes(english_speech))]
     tracker.reset()
     faces = [tracker.track(f, timestamp=i / FPS) for i, f in enumerate(frames)]
     return frames, faces

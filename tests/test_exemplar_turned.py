@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from scipy.spatial import Delaunay
 from speech_metrics import two_phrases
-from test_exemplar import band_energy, head_motion, lip_jumps, measure, rms_envelope
+from test_exemplar import band_energy, head_motion, lip_jumps, measure, rms_envelope, talking_shapes
 
 from livedub.engines.face import landmarks as lmk
 from livedub.engines.lipsync import PcmTimeline
 from livedub.engines.lipsync.composite import detail_energy
 from livedub.engines.lipsync.exemplar import MORPH_SIGMA, SOURCES, ExemplarEngine, morph
 from livedub.engines.lipsync.exemplar_bank import MouthBank
-from livedub.engines.lipsync.mouth_shape import MouthShape, MouthShapeEstimator
+from livedub.engines.lipsync.mouth_shape import MouthShape
 from livedub.engines.lipsync.sync_metric import sync_from_arrays
 from livedub.engines.lipsync.viseme import VisemeEngine
 
@@ -123,12 +123,7 @@ def turned(portrait, tracker, english_speech, mesh3d):
     frame, face = portrait
     points = mesh3d(frame)
     viseme = VisemeEngine()
-    sweep = [MouthShape(o, w, r) for o in (0.0, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0)
-             for w, r in ((0.3, 0.0), (1.0, 0.0), (0.0, 1.0))]
-    sweep = [MouthShape()] * 4 + sweep + [MouthShape()] * 4
-    talk = PcmTimeline(english_speech("The weather was lovely, so we walked along the river."))
-    est = MouthShapeEstimator()
-    shapes = sweep + [est.at(talk, t) for t in np.arange(0.0, talk.duration, 1.0 / FPS)]
+    shapes = talking_shapes(english_speech)
     frames = []
     for i, s in enumerate(shapes):
         talking = viseme.render_shape(frame, face, s)

@@ -18,7 +18,7 @@ from livedub.engines.mt.text import split_sentences
 from livedub.engines.settings import Settings
 from livedub.engines.tts import Synthesizer
 from livedub.engines.tts.kokoro import KokoroSynthesizer
-from livedub.engines.tts.piper import PAUSE
+from livedub.engines.tts.timings import PAUSE
 from livedub.engines.tts.voices import median_pitch_hz, register_of
 
 SPANISH = "Hola amigo, hoy hace muy buen tiempo en la ciudad y vamos a pasear por el parque."

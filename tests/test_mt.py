@@ -160,6 +160,51 @@ def test_apertium_long_text_is_one_run_per_batch(en_es):
     assert elapsed < 10  # 120 sentences; one run each would take ~20 s
 
 
+@needs_apertium
+def test_apertium_kept_pipeline_translates_as_a_one_off_run_does(en_es):
+    """The kept null-flush pipeline gives what `apertium -u` gives, sentence by sentence, special
+    characters of Apertium's stream format included."""
+    import subprocess
+
+    sentences = ["The house is very big.", "I paid $5 for [this] at home, 50% off!", "Is it a/b or c\\d?",
+                 "My brother has a red car.", "Where is the station?"]
+    kept = en_es.translate_sentences(sentences)
+    assert en_es._pipe is not None and en_es._pipe.alive
+    for sentence, mine in zip(sentences, kept, strict=True):
+        once = subprocess.run(["apertium", "-u", "eng-spa"], input=sentence + "\n", capture_output=True,
+                              text=True, timeout=60).stdout
+        assert mine == " ".join(once.split()), (sentence, mine, once)
+    assert "$5" in kept[1] and "[" in kept[1] and "50%" in kept[1]
+
+
+@needs_apertium
+def test_apertium_kept_pipeline_comes_back_after_it_dies(en_es):
+    import os
+    import signal
+
+    en_es.translate("Hello.")
+    pipe = en_es._pipe
+    os.killpg(pipe._proc.pid, signal.SIGKILL)
+    pipe._proc.wait(timeout=5)
+    assert "perro" in en_es.translate("I have a big dog.")
+    assert en_es._pipe is not pipe and en_es._pipe.alive
+    # a NUL inside the text cannot end the answer early: the next sentence still gets its own translation
+    assert "casa" in en_es.translate("The house\0 is red.")
+    assert "coche" in en_es.translate("The blue car.")
+
+
+@needs_apertium
+def test_apertium_pipeline_stops_with_the_pool():
+    from livedub.realtime.factory import ModelPool
+
+    pool = ModelPool()
+    translator = pool.translator("en", "es")
+    assert "casa" in translator.translate("The house.")
+    proc = translator._pipe._proc
+    pool.close()
+    assert proc.wait(timeout=5) is not None
+
+
 def test_apertium_missing_pair_names_the_package_to_install():
     from livedub.engines.mt.apertium import ApertiumTranslator
 

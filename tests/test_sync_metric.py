@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import fractions
-
 import av
 import cv2
 import numpy as np
 import pytest
+from media_files import write_av_mp4
 from skimage import data
 
 from livedub.engines.errors import BadInputError
@@ -91,28 +90,6 @@ def _jaw_drop(img: np.ndarray, lm: np.ndarray, amount: float) -> np.ndarray:
     return cv2.remap(img, xs, ys - amount * ramp * fade * cols, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def _write_video(path, frames: list[np.ndarray], pcm: np.ndarray) -> None:
-    """An mp4 (H.264 + AAC) as a user's file would be."""
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=FPS)
-        video.height, video.width = frames[0].shape[:2]
-        video.pix_fmt = "yuv420p"
-        audio = out.add_stream("aac", rate=SR)
-        audio.layout = "mono"
-        for frame in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
-                out.mux(packet)
-        for start in range(0, len(pcm), 1024):
-            chunk = av.AudioFrame.from_ndarray(pcm[None, start : start + 1024].astype(np.float32), format="fltp",
-                                               layout="mono")
-            chunk.sample_rate, chunk.pts, chunk.time_base = SR, start, fractions.Fraction(1, SR)
-            for packet in audio.encode(chunk):
-                out.mux(packet)
-        for stream in (audio, video):
-            for packet in stream.encode(None):
-                out.mux(packet)
-
-
 @pytest.fixture(scope="module")
 def talking(english_speech):
     """Speech, the astronaut photo and its landmarks: the pieces of a synthetic talking-head video."""
@@ -129,7 +106,7 @@ def test_video_whose_mouth_follows_the_speech(tmp_path, talking, mouth_late):
     drive = _frame_rms(pcm, n)
     frames = [_jaw_drop(face, lm, 14.0 * drive[max(i - mouth_late, 0)]) for i in range(n)]
     path = tmp_path / "talking.mp4"
-    _write_video(path, frames, pcm)
+    write_av_mp4(path, frames, pcm)
     report = evaluate_sync(path, max_offset=8)
     assert report.frames == n and report.face_frames == n
     assert report.offset_frames == mouth_late  # the sound comes first: audio leads by `mouth_late` frames
@@ -142,7 +119,7 @@ def test_still_face_with_speech_is_not_in_sync(tmp_path, talking):
     pcm, face, _ = talking
     n = int(len(pcm) / SR * FPS)
     path = tmp_path / "still.mp4"
-    _write_video(path, [face] * n, pcm)
+    write_av_mp4(path, [face] * n, pcm)
     report = evaluate_sync(path)
     assert report.face_frames == n
     assert report.mouth_motion < 0.01  # only landmark noise
@@ -152,7 +129,7 @@ def test_still_face_with_speech_is_not_in_sync(tmp_path, talking):
 def test_syncnet_checkpoint_cannot_be_faked(tmp_path, talking):
     pcm, face, _ = talking
     path = tmp_path / "clip.mp4"
-    _write_video(path, [face] * 10, pcm[: SR // 2])
+    write_av_mp4(path, [face] * 10, pcm[: SR // 2])
     with pytest.raises(SyncNetUnavailable, match="not found"):
         evaluate_sync(path, syncnet_checkpoint=tmp_path / "missing.model")
     fake = tmp_path / "syncnet_v2.model"

@@ -16,7 +16,8 @@ from livedub.engines.mt.text import split_sentences
 from livedub.engines.tts import Synthesizer
 from livedub.engines.tts.espeak import EspeakSynthesizer, espeak_languages
 from livedub.engines.tts.phonemes import clauses_of, phonemize
-from livedub.engines.tts.piper import PAUSE, PiperSynthesizer
+from livedub.engines.tts.piper import PiperSynthesizer
+from livedub.engines.tts.timings import PAUSE
 from livedub.engines.tts.voices import choose_voice, median_pitch_hz, register_of, voice_register
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river bank."

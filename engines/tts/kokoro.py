@@ -27,8 +27,7 @@ from ..errors import MissingModelError
 from ..mt.text import chunk_text, split_sentences
 from ..types import Phoneme, Speech
 from .phonemes import phonemize
-from .piper import _concat as concat_speech  # one way to join sentence clips and their phoneme timings
-from .piper import _timings as phoneme_spans  # one way to turn per-token frames into phoneme spans
+from .timings import concat_speech, phoneme_spans
 
 SAMPLE_RATE = 24_000
 SAMPLES_PER_FRAME = 600  # one duration unit of the predictor

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,9 @@ import numpy as np
 from ..errors import MissingModelError
 from ..mt.text import split_sentences
 from ..types import Phoneme, Speech
+from .timings import concat_speech, phoneme_spans
 
-PAUSE = "_"  # symbol of silent stretches in phoneme timings (sentence edges, punctuation)
 _SPEED_TOLERANCE = 0.03
-_STRESS = frozenset("ˈˌ")
 
 
 @dataclass
@@ -86,7 +84,7 @@ class PiperSynthesizer:
         parts = list(self.stream(text, speed=speed))
         if not parts:
             return Speech(np.zeros(0, np.float32), self.sample_rate, text=text)
-        return _concat(parts, self.sample_rate, text)
+        return concat_speech(parts, self.sample_rate, text)
 
     def stream(self, text: str, *, speed: float = 1.0) -> Iterator[Speech]:
         """One Speech per sentence, each yielded as soon as it is synthesized."""
@@ -115,7 +113,7 @@ class PiperSynthesizer:
             audio, rounded = self._run_fitted(loaded, ids, speed)
             pieces.append(audio)
             if rounded is not None and groups is not None:
-                phonemes.extend(_timings(groups, rounded, voice.config.hop_length, offset, self.sample_rate))
+                phonemes.extend(phoneme_spans(groups, rounded, voice.config.hop_length, offset, self.sample_rate))
             offset += len(audio)
         pcm = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         return Speech(pcm, self.sample_rate, text=sentence, phonemes=tuple(phonemes))
@@ -236,61 +234,6 @@ def _ids_with_groups(phonemes: list[str], voice) -> tuple[list[int], list[tuple[
     groups.append((EOS, len(id_map[EOS])))
     ours += list(id_map[EOS])
     return ids, (groups if ours == ids else None)
-
-
-def _timings(
-    groups: list[tuple[str, int]], rounded: np.ndarray, hop: int, offset: int, rate: int
-) -> list[Phoneme]:
-    """Per-phoneme spans: stress marks join the next phone, length/diacritic marks the previous one,
-    word gaps extend the previous phone, sentence edges and punctuation become pauses."""
-    spans: list[list] = []  # [symbol, start sample, end sample]
-    stress_start: int | None = None
-    pos, i = offset, 0
-    for symbol, count in groups:
-        start, pos = pos, pos + int(rounded[i : i + count].sum()) * hop
-        i += count
-        if symbol in _STRESS:
-            stress_start = start if stress_start is None else stress_start
-        elif symbol == " " and spans:
-            spans[-1][2] = pos
-        elif _is_pause(symbol):
-            start = start if stress_start is None else stress_start
-            stress_start = None
-            if spans and spans[-1][0] == PAUSE:
-                spans[-1][2] = pos
-            else:
-                spans.append([PAUSE, start, pos])
-        elif _is_mark(symbol) and spans and spans[-1][0] != PAUSE:
-            spans[-1][0] += symbol
-            spans[-1][2] = pos
-        else:
-            start = start if stress_start is None else stress_start
-            stress_start = None
-            spans.append([symbol, start, pos])
-    if stress_start is not None and spans:
-        spans[-1][2] = pos
-    return [Phoneme(unicodedata.normalize("NFC", s), a / rate, b / rate) for s, a, b in spans]
-
-
-def _is_pause(symbol: str) -> bool:
-    return symbol in ("^", "$", " ") or unicodedata.category(symbol[0]).startswith(("P", "Z"))
-
-
-def _is_mark(symbol: str) -> bool:
-    """Length marks, diacritics and modifier letters (ː ̃ ʰ ʲ) that belong to the phone before them."""
-    return bool(unicodedata.combining(symbol[0])) or unicodedata.category(symbol[0]) in ("Lm", "Sk")
-
-
-def _concat(parts: list[Speech], rate: int, text: str) -> Speech:
-    offset, phonemes = 0.0, []
-    for part in parts:
-        for p in part.phonemes:
-            if p.symbol == PAUSE and phonemes and phonemes[-1].symbol == PAUSE:  # sentence seam
-                phonemes[-1] = Phoneme(PAUSE, phonemes[-1].start, p.end + offset)
-            else:
-                phonemes.append(Phoneme(p.symbol, p.start + offset, p.end + offset))
-        offset += part.duration
-    return Speech(np.concatenate([p.pcm for p in parts]), rate, text=text, phonemes=tuple(phonemes))
 
 
 def _check_speed(speed: float) -> None:
