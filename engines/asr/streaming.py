@@ -35,6 +35,7 @@ _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 # the window ends right after (the VAD waits 0.5 s of silence, so no next word can start before this)
 _END_MARGIN_S = 0.45
 _FRAME_S = 0.02  # the energy frame a cut between words is placed by
+_TAIL_WINDOW_S = 2.5  # how far before its last committed word the pass closing an utterance starts
 
 
 @dataclass(frozen=True)
@@ -198,11 +199,13 @@ class StreamingRecognizer:
         return words
 
     # ---- passes -------------------------------------------------------------------------------------
-    def _recognise(self, until: float) -> list[Word] | None:
-        """Recognise the buffer up to stream time `until`; words come back on the stream clock. None when
-        the pass was over the recognizer's budget (it says nothing about the audio)."""
-        pcm = self._buffer[: max(0, int(round((until - self._buffer_start) * SAMPLE_RATE)))]
-        self._last_pass_at = self._buffer_start + len(pcm) / SAMPLE_RATE
+    def _recognise(self, until: float, since: float | None = None) -> list[Word] | None:
+        """Recognise the buffer (from stream time `since`, else its start) up to `until`; words come back
+        on the stream clock. None when the pass was over the recognizer's budget (it says nothing about
+        the audio)."""
+        skip = 0 if since is None else max(0, int(round((since - self._buffer_start) * SAMPLE_RATE)))
+        pcm = self._buffer[skip : max(skip, int(round((until - self._buffer_start) * SAMPLE_RATE)))]
+        self._last_pass_at = self._buffer_start + (skip + len(pcm)) / SAMPLE_RATE
         self.passes += 1
         started = time.perf_counter()
         transcript = self.recognizer.transcribe(
@@ -218,7 +221,7 @@ class StreamingRecognizer:
             self.over_budget_passes += 1
             return None
         self._hold_language(transcript, stats, until)
-        off, floor = self._buffer_start, self._voice_from - 0.05
+        off, floor = self._buffer_start + skip / SAMPLE_RATE, self._voice_from - 0.05
         # whisper fills trailing silence with words ("Thank you.", the utterance again): none may start
         # after the last audio the VAD heard as voice
         voiced = self.vad.last_voice_end + 0.1 if self.vad is not None else float("inf")
@@ -272,7 +275,10 @@ class StreamingRecognizer:
         and fillers ("1, 2,", "Thank you") that no sound is under."""
         a = max(0, int(round((word.start - 0.1 - self._buffer_start) * SAMPLE_RATE)))
         b = min(len(self._buffer), int(round((word.end + 0.1 - self._buffer_start) * SAMPLE_RATE)))
-        return b <= a or _loudest_frame(self._buffer[a:b]) >= 0.01 * self._loudest
+        if b <= a or _loudest_frame(self._buffer[a:b]) >= 0.01 * self._loudest:
+            return True
+        log.debug("dropped %r at %.2f-%.2f s: no sound under it", word.text, word.start, word.end)
+        return False
 
     def _may_commit(self) -> bool:
         """Agreed words commit once the language is settled: two passes in a wrongly guessed language
@@ -286,6 +292,10 @@ class StreamingRecognizer:
             return self._trim()
         new = self._unseen(heard)
         n = self._agreed(new) if self._may_commit() else 0
+        # words after a sentence end that only say the utterance's beginning again wait for what follows:
+        # whisper's filler for the silence after it ("Good morning everyone. Good"), or a real restart
+        said = [c.word for c in self.commits if c.word.end > self._voice_from] + new[:n]
+        n -= min(n, _restart_length(said, self.vad.last_voice_end if self.vad is not None else None))
         self._hypothesis = new[n:]
         out = self._commit(new[:n], by_flush=False)
         return out + self._trim()
@@ -313,14 +323,14 @@ class StreamingRecognizer:
         elif not self._hypothesis and heard_all:
             words = []  # the last voiced audio is committed already
         elif until - self._buffer_start > 0.1:
-            heard = self._recognise(until)
+            heard = self._recognise(until, since=self._tail_start())
             words = (self._unseen(heard) if heard is not None else []) or self._hypothesis
         else:
             words = self._hypothesis
         if voice_end is not None:
             words = [w for w in words if w.start < voice_end + 0.1]
         said = [c.word for c in self.commits if c.word.end > self._voice_from] + words
-        words = words[: len(words) - _restart_length(said)]
+        words = words[: len(words) - _restart_length(said, voice_end)]
         out = self._commit(words, by_flush=True)
         self._hypothesis = []
         self._loudest = 0.0
@@ -329,6 +339,13 @@ class StreamingRecognizer:
         self.utterance_ended = True
         self._cut(until)
         return out
+
+    def _tail_start(self) -> float | None:
+        """Where a pass over an utterance's end starts: `_TAIL_WINDOW_S` before the last word committed in
+        the buffer (None: the whole buffer). Greedy whisper on a long window can stop a word or two early
+        ("... back to their" for "... back to their cars."); on a short one it does not."""
+        inside = [c.word for c in self.commits if c.word.end > self._buffer_start]
+        return inside[-1].start - _TAIL_WINDOW_S if inside else None
 
     # ---- bookkeeping --------------------------------------------------------------------------------
     def _unseen(self, words: list[Word]) -> list[Word]:
@@ -447,14 +464,23 @@ def _drop_repeated_tail(words: list[Word]) -> list[Word]:
     return words
 
 
-def _restart_length(words: list[Word]) -> int:
-    """How many trailing words, after the utterance's last sentence end, only say its beginning again
-    (whisper's filler for the silence after an utterance: "Good morning everyone. Good")."""
+def _restart_length(words: list[Word], voice_end: float | None = None) -> int:
+    """How many trailing words only say the utterance's beginning again: whisper's filler for the silence
+    after an utterance ("Good morning everyone. Good"). After the last sentence end, any such tail; without
+    one ("Please send me the report Please"), a tail that begins in the last 0.2 s of voice, too late for a
+    word really spoken there."""
+    keys = [normalize(w.text) for w in words]
     ends = [i for i, w in enumerate(words[:-1]) if w.text.endswith(_SENTENCE_END)]
-    if not ends:
+    if ends:
+        tail = keys[ends[-1] + 1 :]
+        if tail == keys[: len(tail)]:
+            return len(tail)
+    if voice_end is None:
         return 0
-    tail = [normalize(w.text) for w in words[ends[-1] + 1 :]]
-    return len(tail) if tail == [normalize(w.text) for w in words[: len(tail)]] else 0
+    for k in range(len(words) // 2, 0, -1):
+        if keys[-k:] == keys[:k] and words[-k].start > voice_end - 0.2:
+            return k
+    return 0
 
 
 def _drop_squeezed_tail(words: list[Word], shortest: float = 0.06) -> list[Word]:
