@@ -65,6 +65,11 @@ def apertium_pairs() -> list[tuple[str, str]]:
     return sorted(set(pairs))
 
 
+def _close_all(pipes: list[ApertiumPipe]) -> None:
+    for pipe in pipes:
+        pipe.close()
+
+
 def _package_hint(source3: str, target3: str) -> str:
     return (
         f"apt-get install apertium apertium-{source3}-{target3} (Debian names the package after the pair, "
@@ -94,6 +99,8 @@ class ApertiumTranslator:
         self._script = pipeline_script(_modes_dir(program) / f"{self.mode}.mode")
         self._pipe: ApertiumPipe | None = None
         self._pipe_lock = threading.Lock()
+        self._started: list[ApertiumPipe] = []  # every pipeline started, stopped when this translator goes
+        weakref.finalize(self, _close_all, self._started)
 
     def close(self) -> None:
         """Stop the running pipeline (it starts again on the next call)."""
@@ -118,7 +125,7 @@ class ApertiumTranslator:
                     fresh.close()
                     self._script = None
                     return None
-                weakref.finalize(self, fresh.close)
+            self._started[:] = [p for p in self._started if p.alive] + [fresh]
             self._pipe = fresh
             return fresh
 
