@@ -102,12 +102,7 @@ async function start() {
 
   const pc = livedub.pc = new RTCPeerConnection();
   const translated = livedub.translatedStream = new MediaStream();
-  pc.ontrack = (ev) => {
-    // a call, not a broadcast: play what arrives as soon as it can be (Chromium's hint; others ignore it)
-    if ("jitterBufferTarget" in ev.receiver) ev.receiver.jitterBufferTarget = 0;
-    translated.addTrack(ev.track);
-    $("translated").srcObject = translated;
-  };
+  pc.ontrack = (ev) => { translated.addTrack(ev.track); $("translated").srcObject = translated; };
   for (const track of stream.getTracks()) pc.addTrack(track, stream);
   const channel = livedub.channel = pc.createDataChannel("livedub");
   channel.onmessage = (ev) => onMessage(ev.data);
