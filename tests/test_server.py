@@ -173,14 +173,25 @@ def test_browser_call_dubs_face_and_voice(media, tracker, tmp_path):
     assert len(frames) >= 20, f"only {len(frames)} translated frames came back"
     opening = np.array(_openings(tracker, frames))
     assert np.isfinite(opening).mean() > 0.8, "the face was lost on the translated frames"
-    loud = []
-    for t_ms, _ in frames:
-        at = int((t_ms - captured["t0"]) / 1000 * 16_000)
-        window = heard[max(at - 1600, 0): at + 1600]
-        loud.append(np.sqrt(np.mean(window**2)) if len(window) else 0.0)
-    loud = np.array(loud)
-    speaking, silent = opening[loud > 0.02], opening[loud < 0.002]
+
+    def split_by_loudness(lag_ms: float):
+        loud = []
+        for t_ms, _ in frames:
+            at = int((t_ms - captured["t0"] + lag_ms) / 1000 * 16_000)
+            window = heard[max(at - 1600, 0): at + 1600]
+            loud.append(np.sqrt(np.mean(window**2)) if len(window) else 0.0)
+        loud = np.array(loud)
+        return opening[loud > 0.02], opening[loud < 0.002]
+
+    def margin(lag_ms: float) -> float:
+        speaking, silent = split_by_loudness(lag_ms)
+        return np.nanmean(speaking) - np.nanmean(silent) if len(speaking) >= 3 and len(silent) >= 3 else -1.0
+
+    # the page's two recordings (frames every 100 ms, MediaRecorder audio) start a little apart, more so on a
+    # loaded machine: the mouth must follow the speech at some lag within ±0.4 s of their clocks
+    lag = max(range(-400, 401, 100), key=margin)
+    speaking, silent = split_by_loudness(lag)
     print(f"mouth opening: speaking {np.nanmean(speaking):.3f} (n={len(speaking)}), "
-          f"silent {np.nanmean(silent):.3f} (n={len(silent)})")
+          f"silent {np.nanmean(silent):.3f} (n={len(silent)}), recordings {lag} ms apart")
     assert len(speaking) >= 3 and len(silent) >= 3
     assert np.nanmean(speaking) > np.nanmean(silent) + 0.04, "the mouth does not follow the translated speech"
