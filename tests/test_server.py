@@ -187,9 +187,11 @@ def test_browser_call_dubs_face_and_voice(media, tracker, tmp_path):
         speaking, silent = split_by_loudness(lag_ms)
         return np.nanmean(speaking) - np.nanmean(silent) if len(speaking) >= 3 and len(silent) >= 3 else -1.0
 
-    # the page's two recordings (frames every 100 ms, MediaRecorder audio) start a little apart, more so on a
-    # loaded machine: the mouth must follow the speech at some lag within ±0.4 s of their clocks
-    lag = max(range(-400, 401, 100), key=margin)
+    # the page's two recordings (frames every 100 ms, MediaRecorder audio) start apart, more so on a loaded
+    # machine (0 ms quiet; -400 ms seen in a full run on 2 cores, where Chromium falls behind): the mouth must
+    # follow the speech at some lag within ±0.8 s of their clocks. This test checks that the mouth follows the
+    # voice, not the browser's A/V offset (the live tests and `livedub evaluate` measure offsets)
+    lag = max(range(-800, 801, 100), key=margin)
     speaking, silent = split_by_loudness(lag)
     print(f"mouth opening: speaking {np.nanmean(speaking):.3f} (n={len(speaking)}), "
           f"silent {np.nanmean(silent):.3f} (n={len(silent)}), recordings {lag} ms apart")
