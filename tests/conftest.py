@@ -37,6 +37,18 @@ def english_speech():
     return say_english
 
 
+@pytest.fixture(scope="module")
+def live_base(english_speech):
+    """whisper-base as the live loop gets it from the registry (bounded passes), loaded and warm. Module
+    scope on purpose: one recognizer per test file, since tests change its settings (prompts on)."""
+    from livedub.engines import registry
+    from livedub.engines.settings import Settings
+
+    asr = registry.recognizer(Settings(), streaming=True)
+    asr.transcribe(english_speech("Good morning."))
+    return asr
+
+
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):
     """An empty livedub cache dir for tests that exercise first-run behaviour."""

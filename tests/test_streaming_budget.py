@@ -14,13 +14,11 @@ import time
 import numpy as np
 import pytest
 
-from livedub.engines import registry
 from livedub.engines.asr.bounded import PassBudget
 from livedub.engines.asr.streaming import StreamingRecognizer
 from livedub.engines.asr.whisper import WhisperRecognizer
 from livedub.engines.audio import SAMPLE_RATE, resample
 from livedub.engines.models import whisper_base_dir
-from livedub.engines.settings import Settings
 from livedub.engines.text_join import join_words, unspaced
 from livedub.engines.tts.espeak import EspeakSynthesizer
 
@@ -31,14 +29,6 @@ MANDARIN = [
     "zhe4 liang3 tian1 yang1 shi4 xin1 wen2 bao4 dao4 le hen3 duo1 guan1 yu2 tian1 qi4 de xiao1 xi1.",
     "bei3 jing1 jin1 tian1 xia4 yu3, qi4 wen1 bi3 zuo2 tian1 di1 le wu3 du4.",
 ]
-
-
-@pytest.fixture(scope="module")
-def live_base(english_speech):
-    """whisper-base as the live loop gets it from the registry (bounded passes), loaded and warm."""
-    asr = registry.recognizer(Settings(), streaming=True)
-    asr.transcribe(english_speech("Good morning."))
-    return asr
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,6 @@ UTTERANCES = ["Good morning everyone.", "Thank you for joining this call today."
 
 
 @pytest.fixture(scope="module")
-def live_base(english_speech):
-    """whisper-base as the live loop gets it from the registry (bounded passes), loaded and warm."""
-    asr = registry.recognizer(Settings(), streaming=True)
-    asr.transcribe(english_speech("Good morning."))
-    return asr
-
-
-@pytest.fixture(scope="module")
 def offline_base():
     return registry.recognizer(Settings())
 
