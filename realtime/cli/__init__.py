@@ -14,6 +14,7 @@ from livedub.engines.errors import LivedubError
 
 from . import camera, demo, devices, evaluate, export, lipsync, models, serve, speech, translate
 from .common import EPILOG
+from .native_logs import quiet_native_logs
 
 SUBCOMMANDS = (translate, lipsync, speech, camera, serve, devices, evaluate, export, models, demo)
 
@@ -56,7 +57,9 @@ def _on_signal(signum: int, _frame) -> None:
 _TERMINATING = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, quiet_native: bool = False) -> int:
+    """Run one command; `quiet_native` (the program itself, not callers in-process) filters mediapipe/TFLite
+    info and warning lines off fd 2 unless -vv asks for everything."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -68,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in _TERMINATING:
         with contextlib.suppress(ValueError):  # not the main thread (main() called from a test thread)
             previous[sig] = signal.signal(sig, _on_signal)
+    quiet = quiet_native_logs() if quiet_native and args.verbose < 2 else contextlib.nullcontext()
     try:
-        return func(args)
+        with quiet:
+            return func(args)
     except LivedubError as exc:
         print(f"livedub: error: {exc}", file=sys.stderr)
         return 1
@@ -84,5 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
+def run() -> None:
+    """The `livedub` program (console script and `python -m`): `main` on sys.argv, native chatter filtered."""
+    sys.exit(main(quiet_native=True))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
