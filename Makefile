@@ -8,7 +8,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.livedub-setup
 # Debian programs the product and its tests use (libgl1, libglib2.0-0: OpenCV inside mediapipe;
 # pulseaudio: the virtual microphone and the audio-device tests; chromium: the WebRTC browser tests)
-APT_PACKAGES := espeak-ng apertium apertium-eng-spa libgl1 libglib2.0-0 pulseaudio libportaudio2 chromium
+# Apertium pairs (rule-based MT, chained through es/ca/en where no pair is direct): English with Spanish,
+# Catalan, Galician; Spanish with Catalan, Italian, French, Portuguese, Galician; Romanian → Spanish.
+# Debian has no English pair with French, Italian or German: French and Italian go through Spanish.
+APERTIUM_PAIRS := apertium-eng-spa apertium-eng-cat apertium-en-gl apertium-spa-cat apertium-spa-ita \
+	apertium-fr-es apertium-es-pt apertium-es-gl apertium-es-ro
+# caption letters: DejaVu Sans (Latin, Cyrillic, Arabic), WenQuanYi Micro Hei (CJK); FriBiDi lets Pillow's
+# raqm lay out right-to-left text
+CAPTION_FONTS := fonts-dejavu-core fonts-wqy-microhei libfribidi0
+APT_PACKAGES := espeak-ng apertium $(APERTIUM_PAIRS) libgl1 libglib2.0-0 pulseaudio libportaudio2 chromium \
+	$(CAPTION_FONTS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system venv demo test lint bench clean

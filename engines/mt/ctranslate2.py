@@ -98,6 +98,14 @@ def detect_layout(model_dir: str | Path) -> ModelLayout:
     )
 
 
+def model_languages(model_dir: str | Path) -> frozenset[str]:
+    """ISO 639-1 codes a multilingual model names with its language tokens (NLLB "spa_Latn", M2M100 "__es__",
+    OPUS-MT ">>spa<<"); empty for a bilingual model, whose pair only its user knows."""
+    layout = detect_layout(model_dir)
+    codes = (re.sub(r"[^a-z_]", "", token).strip("_").split("_")[0] for token in layout.language_tokens())
+    return frozenset(to_iso1(code) for code in codes if code)
+
+
 def _pick_device(device: str) -> str:
     import ctranslate2
 
@@ -118,9 +126,8 @@ def _pick_compute_type(device: str) -> str:
 
 
 class CTranslate2Translator:
-    """Translates with a CTranslate2 encoder-decoder model directory (OPUS-MT, NLLB, M2M100)."""
-
-    name = "ctranslate2"
+    """Translates with a CTranslate2 encoder-decoder model directory (OPUS-MT, NLLB, M2M100). Its `name` says
+    which model and direction ("ctranslate2 opus-mt-en-de en-de")."""
 
     def __init__(
         self,
@@ -142,6 +149,7 @@ class CTranslate2Translator:
         self.model_dir = Path(model_dir).expanduser()
         self.source = to_iso1(source.split("_")[0])
         self.target = to_iso1(target.split("_")[0])
+        self.name = f"ctranslate2 {self.model_dir.name} {self.source}-{self.target}"
         self.beam_size = beam_size
         self.max_tokens = max_tokens
         self.max_batch_size = max_batch_size

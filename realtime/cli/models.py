@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from livedub.engines import registry
 from livedub.engines.metrics import format_table
@@ -11,7 +12,7 @@ from livedub.engines.settings import config_path
 from .common import common_flags, model_flags, settings_from
 
 CONFIG_HELP = f"""\
-config file ({config_path()}), all keys optional:
+config file ({config_path(os.environ)}), all keys optional:
 
   [asr]
   model = "/models/faster-whisper-small"        # CTranslate2 whisper directory
@@ -47,4 +48,15 @@ def run(args: argparse.Namespace) -> int:
     for e in registry.entries(settings, verify=not args.no_verify):
         rows.append([e.role, e.model, e.languages, e.source, registry.human_size(e.size), e.verified])
     print(format_table(rows))
+    print("\ntranslation routes, per target language (› a pivot; speech may start with whisper's English)")
+    print(format_table(route_rows(registry.reach(settings)), max_width=90))
     return 0
+
+
+def route_rows(reach: list[registry.Reach]) -> list[list[str]]:
+    """One row per (target, source): the text route, and the speech route where it differs."""
+    rows = [["to", "from", "text", "speech"]]
+    for r in reach:
+        source = "any (speech)" if r.source == "any" else r.source
+        rows.append([r.target, source, r.text, "same" if r.speech == r.text else r.speech])
+    return rows
