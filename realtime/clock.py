@@ -56,3 +56,22 @@ class WallClock:
 
     def clip_start(self, source_start: float) -> float:
         return self.now()
+
+
+class SteppedClock:
+    """Live placement on time that moves only when told: live pacing run exactly, whatever the machine's
+    speed (tests, and replaying a call's timing). Model calls take no time on it."""
+
+    live = True
+
+    def __init__(self, t: float = 0.0) -> None:
+        self._t = float(t)
+
+    def now(self) -> float:
+        return self._t
+
+    def set(self, t: float) -> None:
+        self._t = max(self._t, float(t))
+
+    def clip_start(self, source_start: float) -> float:
+        return self._t

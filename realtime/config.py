@@ -25,7 +25,9 @@ class DubConfig:
     source: str | None = None  # None: detect on the first utterance, then hold it
     mt: str = "auto"  # auto: a text translator, whisper's translate task for → en when none; whisper: always that
     min_speed: float = 0.95  # natural pacing: a clip is never slowed more than this (dubtrack.speed_fit)
-    max_speed: float = 1.3
+    max_speed: float = 1.3  # the fastest a clip is spoken to fit its slot
+    catch_up_speed: float = 1.7  # live: the cap once the lag passes `catch_up_after` (= max_speed: never faster)
+    catch_up_after: float = 2.5  # live: seconds of translated speech still to play that count as far behind
     keep_original: float = 0.0  # volume of the speaker's own voice under the dub
     voice_engine: str | None = None  # None: the best voice for the language (live: the best that keeps up)
     # faces and lips

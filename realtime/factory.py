@@ -33,6 +33,7 @@ log = logging.getLogger("livedub.pool")
 T = TypeVar("T")
 
 
+MODEL_WORKERS = ("asr", "mt", "tts")
 MODEL_NICE = 10  # niceness of model threads (and the processes they start) against media threads
 
 # A live voice must speak much faster than real time: recognition and video share the same cores.
@@ -62,6 +63,8 @@ class ModelPool:
         self._lock = threading.RLock()
         self._models: dict[tuple, object] = {}
         self._workers: dict[str, ModelWorker] = {}
+        for name in MODEL_WORKERS:  # threads started here, at the edge, not on a session's event loop
+            self.worker(name)
 
     def _get(self, key: tuple, make: Callable[[], T]) -> T:
         with self._lock:
@@ -84,6 +87,10 @@ class ModelPool:
     def translator(self, source: str, target: str) -> Translator | None:
         """A text translator for the pair, or None when whisper's translate task must do it (→ en)."""
         return self._get(("mt", source, target), lambda: registry.translator(source, target, self.settings))
+
+    def speech_route(self, source: str, target: str) -> registry.SpeechRoute:
+        """How speech in `source` reaches `target`: maybe whisper's translate task first, then text hops."""
+        return self._get(("mt-speech", source, target), lambda: registry.speech_route(source, target, self.settings))
 
     def synthesizer(self, language: str, *, pitch_hz: float | None = None, engine: str | None = None) -> Synthesizer:
         """The voice for `language` (of `engine` when given), chosen by the speaker's register when known."""

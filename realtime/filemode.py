@@ -135,7 +135,7 @@ def prefill_bank(session: DubSession, video: FaceVideo) -> None:
 
 def save_bank(session: DubSession) -> None:
     """--bank FILE: keep what this run learned of the speaker's mouth for the next run or call."""
-    bank = getattr(session._engine, "bank", None)
+    bank = getattr(session.face.engine_built, "bank", None)
     if session.config.bank and bank is not None:
         with atomic_output(session.config.bank) as tmp:  # committed with the run's other outputs
             bank.save(tmp)

@@ -25,7 +25,7 @@ from .filemode import FaceDubStats, prefill_bank, save_bank, write_dubbed_video
 from .io.files import FaceVideo
 from .outputs import atomic_output
 from .session import DubSession
-from .speech import DubResult
+from .speech.path import DubResult
 from .subtitles import write_subtitles
 
 log = logging.getLogger("livedub.translate")

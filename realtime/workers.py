@@ -44,6 +44,8 @@ class ModelWorker:
         self.busy_seconds = 0.0
         self.calls = 0
         self.closed = False
+        # start the thread now: started lazily by the first `run`, its start-up would be paid on the event loop
+        self._executor.submit(int).result()
 
     def _timed(self, fn: Callable[..., T], *args: object) -> T:
         start = time.perf_counter()

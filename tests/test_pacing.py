@@ -52,3 +52,39 @@ def test_a_real_overlong_clip_spoken_at_the_fitted_speed_fits_its_slot():
     speed = speed_fit(natural, slot)
     assert speed == pytest.approx(1.2)
     assert voice.synthesize(text, speed=speed).duration <= slot * 1.05
+
+
+class CountingVoice:
+    """A real voice that counts how often it is asked to speak."""
+
+    def __init__(self, voice):
+        self.voice, self.calls = voice, 0
+        self.language, self.sample_rate, self.name = voice.language, voice.sample_rate, voice.name
+
+    def synthesize(self, text, *, speed=1.0):
+        self.calls += 1
+        return self.voice.synthesize(text, speed=speed)
+
+
+def test_a_clip_fitted_into_its_slot_is_synthesized_once_and_keeps_its_pitch(english_speech):
+    from livedub.engines.audio import SAMPLE_RATE, resample
+    from livedub.engines.tts.voices import median_pitch_hz
+    from livedub.realtime.config import DubConfig
+    from livedub.realtime.dubtrack import DubTrack
+    from livedub.realtime.factory import ModelPool
+    from livedub.realtime.speech.pacing import Fit
+    from livedub.realtime.speech.path import SpeechPath
+
+    voice = CountingVoice(EspeakSynthesizer("es"))
+    text = "Mañana por la mañana vamos a visitar el museo de la ciudad con mis amigos."
+    natural = voice.synthesize(text)
+    voice.calls = 0
+    path = SpeechPath(DubConfig(target="es"), ModelPool(), DubTrack())
+    speech, speed = path.speak(voice, text, Fit(natural.duration / 1.25, 1.3))
+    assert voice.calls == 1
+    assert speed == pytest.approx(1.25)
+    assert speech.duration == pytest.approx(natural.duration / 1.25, abs=0.01)
+    pitch = [median_pitch_hz(resample(s.pcm, s.sample_rate, SAMPLE_RATE)) for s in (natural, speech)]
+    assert pitch[1] == pytest.approx(pitch[0], rel=0.05)  # faster, not higher
+    if natural.phonemes:
+        assert speech.phonemes[-1].end == pytest.approx(natural.phonemes[-1].end / 1.25, abs=1e-6)

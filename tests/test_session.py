@@ -1,6 +1,7 @@
 """DubSession pieces that need no model: the speaker's voice under the dub, clocks, events."""
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def test_every_reader_gets_the_events_and_a_slow_one_loses_only_the_oldest():
         session = DubSession(DubConfig(target="es"), ModelPool(), WallClock())
         one, two = session.events(), session.events()
         for i in range(600):  # nobody reads meanwhile: each reader keeps the latest 512
-            session._emit(SessionEvent("word", text=str(i)))
+            session.hub.emit(SessionEvent("word", text=str(i)))
         return [(await one.__anext__()).text for _ in range(3)], (await two.__anext__()).text
 
     first_three, other = asyncio.run(main())
@@ -57,3 +58,24 @@ def test_captions_are_drawn_at_the_bottom_only():
     assert rows.min() > 480 * 0.75 and rows.max() == 479  # a band at the bottom, two lines at most
     assert (out[rows.min():] > 200).all(axis=2).sum() > 200  # white letters on it
     assert np.array_equal(draw_caption(frame, "   "), frame)
+
+
+def test_a_closed_session_leaves_nothing_behind_in_the_pool():
+    pool = ModelPool()
+    workers = set(pool.busy_seconds())
+
+    async def one_call(i: int) -> None:
+        session = DubSession(DubConfig(target="es", source="en", engine="viseme", voice_engine="espeak-ng"),
+                             pool, WallClock(), name=f"peer{i}")
+        session.face.open_worker(session.name)  # what start() does for the frames, without loading whisper
+        await session.process_video(np.zeros((48, 64, 3), np.uint8), 0.0)
+        await session.aclose()
+
+    async def calls() -> None:
+        for i in range(3):
+            await one_call(i)
+
+    asyncio.run(calls())
+    assert set(pool.busy_seconds()) == workers
+    assert not [t for t in threading.enumerate() if t.name.startswith("livedub-video")]
+    pool.close()

@@ -1,7 +1,7 @@
 """Committed words become units that translate well, as soon as they can."""
 
 from livedub.engines.types import Word
-from livedub.realtime.units import UnitBuilder
+from livedub.realtime.speech.units import UnitBuilder
 
 
 def words(text: str, start: float = 0.0, step: float = 0.3) -> list[Word]:

@@ -88,11 +88,17 @@ def _ends_sentence(text: str, start: int, m: re.Match[str]) -> bool:
     return not following[0].islower()
 
 
+def speakable(text: str) -> bool:
+    """Whether `text` holds anything a voice can say: a letter or a digit, in any script. Emoji, symbols and
+    punctuation on their own are silent."""
+    return any(c.isalnum() for c in text)
+
+
 def _merge_bare_punctuation(sentences: list[str]) -> list[str]:
-    """Attach a piece that is only punctuation ("?!", "…") to the sentence before it."""
+    """Attach a piece with nothing to say ("?!", "…", an emoji) to the sentence before it."""
     out: list[str] = []
     for s in sentences:
-        if out and not any(c.isalnum() for c in s):
+        if out and not speakable(s):
             out[-1] = f"{out[-1]}{s}"
         else:
             out.append(s)
@@ -162,3 +168,18 @@ def batched(items: list[str], size: int) -> Iterable[list[str]]:
     """Consecutive slices of at most `size` items."""
     for i in range(0, len(items), max(1, size)):
         yield items[i:i + size]
+
+
+def ends_sentence(word: str, following: str | None = None) -> bool:
+    """Whether a recognised word closes its sentence, by the rule `split_sentences` applies to text.
+
+    `following` is the next word when it is known. When it is not (the last word a streaming recogniser has
+    committed so far), a period after a title, an initial or a dotted acronym ("Dr.", "J.", "U.S.") does not
+    end the sentence, and any other terminal mark does.
+    """
+    word = word.strip()
+    last = next(reversed(list(_BOUNDARY.finditer(word))), None)
+    if last is None or last.end() != len(word):
+        return False
+    nxt = following.strip() if following and following.strip() else "X"  # unknown: as if a sentence began
+    return _ends_sentence(f"{word} {nxt}", 0, last)

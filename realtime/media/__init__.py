@@ -1,0 +1,1 @@
+"""Media plumbing shared by the runners: the speaker's audio ring and the A/V sync rule."""

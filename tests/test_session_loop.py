@@ -1,0 +1,118 @@
+"""The event loop only schedules and moves media, from session start to close: models load, languages switch
+and voices are chosen on worker threads. Real whisper, a CTranslate2 model, Bergamot, Kokoro, espeak-ng.
+
+Under asyncio debug mode every loop callback slower than 50 ms is logged; the test fails on any of them,
+counted from before `start()` to after `aclose()`.
+"""
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+import pytest
+
+from livedub.engines.audio import SAMPLE_RATE
+from livedub.engines.settings import Settings
+from livedub.realtime.clock import WallClock
+from livedub.realtime.config import DubConfig
+from livedub.realtime.factory import ModelPool
+from livedub.realtime.session import DubSession
+
+SLOW_S = 0.05
+FPS = 25
+PHRASES = ["Good morning everyone.", "Thank you all for coming today.", "We have a lot to talk about.",
+           "The new library opens next week."]
+
+
+@pytest.fixture(scope="module")
+def marian(tmp_path_factory):
+    from test_mt import build_marian
+
+    return build_marian(tmp_path_factory.mktemp("ct2") / "opus-mt-en-de")
+
+
+class SlowCallbacks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "took" in message and "seconds" in message:
+            self.seen.append(message)
+
+
+@pytest.mark.parametrize("switch", ["ctranslate2", "kokoro"])
+def test_switching_to_a_language_never_warmed_keeps_the_loop_free(english_speech, marian, switch):
+    """A call in English → es switches mid-call to a language whose models were never loaded: de through a
+    CTranslate2 model (loaded at the switch), or pt through Bergamot with a Kokoro voice not used yet; video
+    frames flow at 25 fps meanwhile."""
+    speech = [english_speech(p) for p in PHRASES[:3]]
+    gap = np.zeros(int(1.2 * SAMPLE_RATE), np.float32)
+    pcm = np.concatenate([x for s in speech for x in (s, gap)])
+    new = "de" if switch == "ctranslate2" else "pt"
+    switches = {1: new}  # phrase index → target set as it starts
+    starts = np.cumsum([0] + [len(s) + len(gap) for s in speech])[:-1] / SAMPLE_RATE
+    config = DubConfig(target="es", source="en", engine="viseme",
+                       voice_engine="espeak-ng" if switch == "ctranslate2" else "kokoro",
+                       settings=Settings(mt_models={"en-de": marian}))
+    pool = ModelPool(config.settings)
+    slow = SlowCallbacks()
+    logging.getLogger("asyncio").addHandler(slow)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = SLOW_S
+        session = DubSession(config, pool, WallClock(), fps=FPS, name="loop-test")
+        sentences = []
+
+        async def listen():
+            async for event in session.events():
+                if event.type == "sentence":
+                    sentences.append(event)
+
+        await session.start()
+        listener = asyncio.create_task(listen())
+        frame = np.full((480, 640, 3), 128, np.uint8)
+        gaps = []
+
+        async def video():
+            last = None
+            while True:
+                await session.process_video(frame, session.clock.now())
+                now = time.monotonic()
+                if last is not None:
+                    gaps.append(now - last)
+                last = now
+                await asyncio.sleep(max(1 / FPS - (time.monotonic() - now), 0))
+
+        frames = asyncio.create_task(video())
+        block = SAMPLE_RATE // 50
+        t0 = session.clock.now()
+        for i in range(0, len(pcm), block):
+            at = i / SAMPLE_RATE
+            for k, language in list(switches.items()):
+                if at >= starts[k]:
+                    session.set_target(language)
+                    del switches[k]
+            session.push_audio(pcm[i : i + block], t0 + at)
+            await asyncio.sleep(max(t0 + at + 0.02 - session.clock.now(), 0))
+        await session.finish(timeout=60)
+        frames.cancel()
+        await asyncio.gather(frames, return_exceptions=True)
+        await session.aclose()
+        await asyncio.wait_for(listener, 5)
+        return sentences, gaps
+
+    try:
+        sentences, gaps = asyncio.run(main())
+    finally:
+        logging.getLogger("asyncio").removeHandler(slow)
+        pool.close()
+    assert not slow.seen, slow.seen[:5]
+    switched = [s for s in sentences if s.language == new]
+    assert switched, [(s.language, s.route, s.translation) for s in sentences]
+    assert switch in switched[0].route or "bergamot" in switched[0].route, switched[0].route
+    assert max(gaps) < 3 / FPS, max(gaps)  # the picture kept flowing through both switches
