@@ -25,7 +25,7 @@ import pytest
 import skimage.data
 from media_files import write_av_mp4
 
-from livedub.engines.audio import resample, write_wav
+from livedub.engines.audio import OUTPUT_RATE, SAMPLE_RATE, resample, write_wav
 
 FPS = 25
 
@@ -37,14 +37,16 @@ class Folder:
     root: Path
 
     def snapshot(self) -> dict[str, str]:
-        """Every file and folder below root (symlinks not followed) → sha256 (or 'dir')."""
+        """Every file and folder below root (symlinks not followed) → sha256 (or 'dir', 'link', 'fifo': a pipe is
+        never opened, as reading one blocks)."""
         out = {}
         for dirpath, dirnames, filenames in os.walk(self.root):
             for d in dirnames:
                 out[os.path.relpath(os.path.join(dirpath, d), self.root)] = "dir"
             for f in filenames:
                 p = Path(dirpath, f)
-                out[str(p.relative_to(self.root))] = "link" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+                out[str(p.relative_to(self.root))] = ("link" if p.is_symlink() else "fifo" if p.is_fifo()
+                                                      else hashlib.sha256(p.read_bytes()).hexdigest())
         return out
 
 
@@ -56,17 +58,18 @@ def folder(english_speech):
     face = cv2.resize(skimage.data.astronaut()[0:300, 100:400, ::-1], (320, 320))
     coffee = cv2.resize(skimage.data.coffee()[:, :, ::-1], (320, 320))
     cv2.imwrite(str(root / "face.png"), face)
-    write_wav(root / "speech.wav", speech, 16_000)
-    write_wav(root / "long.wav", np.tile(speech, 6), 16_000)  # ~19 s: time to be stopped mid-run
-    n = int(len(speech) / 16_000 * FPS)
+    write_wav(root / "speech.wav", speech, SAMPLE_RATE)
+    write_wav(root / "long.wav", np.tile(speech, 6), SAMPLE_RATE)  # ~19 s: time to be stopped mid-run
+    n = int(len(speech) / SAMPLE_RATE * FPS)
     from livedub.realtime.io.files import Mp4Writer
 
-    with Mp4Writer(root / "talk.mp4", 320, 320, FPS, resample(speech, 16_000, 48_000), 48_000) as w:
+    audio = resample(speech, SAMPLE_RATE, OUTPUT_RATE)
+    with Mp4Writer(root / "talk.mp4", 320, 320, FPS, audio, OUTPUT_RATE) as w:
         for _ in range(n):
             w.write(face)
-    write_av_mp4(root / "noface.mp4", [coffee] * 50, speech[:32_000])
-    write_av_mp4(root / "oneframe.mp4", [face], speech[:16_000])
-    write_av_mp4(root / "silent.mp4", [face] * 50, np.zeros(32_000, np.float32))
+    write_av_mp4(root / "noface.mp4", [coffee] * 50, speech[: 2 * SAMPLE_RATE])
+    write_av_mp4(root / "oneframe.mp4", [face], speech[:SAMPLE_RATE])
+    write_av_mp4(root / "silent.mp4", [face] * 50, np.zeros(2 * SAMPLE_RATE, np.float32))
     write_av_mp4(root / "whole.mp4", [face] * (2 * n), np.tile(speech, 2), faststart=True)
     whole = (root / "whole.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
@@ -76,6 +79,8 @@ def folder(english_speech):
     (root / "asr-string.toml").write_text('asr = "x"\n')
     (root / "mt-number.toml").write_text("mt = 5\n")
     (root / "folder").mkdir()
+    os.mkfifo(root / "pipe.wav")  # `mkfifo pipe.wav`, or what a shell's <(...) hands over
+    cv2.imwrite(str(root / "wide.png"), np.tile(np.linspace(0, 255, 8192, dtype=np.uint8)[None, :, None], (256, 1, 3)))
     (root / "ro").mkdir()
     os.link(root / "talk.mp4", root / "hardlink.mp4")
     (root / "here").symlink_to(".")
@@ -185,6 +190,29 @@ REFUSED = {
                             "[asr] must be a table"),
     "speech mt = 5": (["speech", "speech.wav", "--to", "es", "-o", "o.wav", "--config", "mt-number.toml"],
                       "[mt] must be a table"),
+    # issue 17: nothing to say, folders as checkpoints, model pairs, a box off the picture
+    "translate --text emoji only": (["translate", "face.png", "--text", "😀🎉", "--to", "es", "-o", "emoji.mp4"],
+                                    "--text '😀🎉': nothing speakable in the text"),
+    "translate --text punctuation only": (["translate", "face.png", "--text", " ?! … ", "--to", "es", "-o", "o.mp4"],
+                                          "nothing speakable in the text"),
+    "translate --checkpoint folder": (["translate", "talk.mp4", "--to", "es", "-o", "o.mp4", "--checkpoint", "folder"],
+                                      "--checkpoint folder: is a folder, not a file (pass a Wav2Lip checkpoint"),
+    "lipsync --checkpoint folder": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "o.mp4",
+                                     "--checkpoint", "folder"], "--checkpoint folder: is a folder, not a file"),
+    "export --checkpoint folder": (["export", "--checkpoint", "folder"], "--checkpoint folder: is a folder, not a file"),
+    "evaluate --syncnet folder": (["evaluate", "talk.mp4", "--syncnet", "folder"],
+                                  "--syncnet folder: is a folder, not a file (pass a SyncNet checkpoint"),
+    "evaluate --syncnet not a checkpoint": (["evaluate", "talk.mp4", "--syncnet", "w.pth"],
+                                            "w.pth: cannot be read as a PyTorch checkpoint"),
+    "models --mt-model garbage": (["models", "--mt-model", "garbage:::=="], "--mt-model 'garbage:::==': expected "
+                                  "PAIR=DIR, PAIR being two language codes (en-de) or any"),
+    "translate --mt-model unknown language": (["translate", "talk.mp4", "--to", "es", "-o", "o.mp4", "--mt-model",
+                                               "en-xx=folder"], "--mt-model 'en-xx=folder': expected PAIR=DIR"),
+    "translate --box outside the photo": (["translate", "face.png", "--text", "Hello.", "--from", "en", "--to", "en",
+                                           "-o", "o.mp4", "--box", "500 600 500 600"],
+                                          "--box '500 600 500 600': lies outside the 320x320 image face.png"),
+    "lipsync --box partly outside": (["lipsync", "--face", "face.png", "--audio", "speech.wav", "-o", "o.mp4",
+                                      "--box", "100 200 250 330"], "lies outside the 320x320 image face.png"),
 }
 
 
@@ -198,6 +226,83 @@ def test_refused_with_one_message_and_nothing_touched(folder, argv, message, cap
     before = folder.snapshot()
     code = main([*argv, "-q"])
     assert_refused(code, capsys.readouterr().err, message, folder, before)
+
+
+ENVIRONMENT_REFUSED = {
+    "LIVEDUB_MT_MODELS garbage": ({"LIVEDUB_MT_MODELS": "garbage:::=="}, ["models"],
+                                  "LIVEDUB_MT_MODELS 'garbage': expected PAIR=DIR"),
+    "LIVEDUB_WAV2LIP folder": ({"LIVEDUB_WAV2LIP": "folder"}, ["lipsync", "--face", "face.png", "--audio", "speech.wav",
+                                                              "-o", "o.mp4"],
+                               "LIVEDUB_WAV2LIP folder: is a folder, not a file (pass a Wav2Lip checkpoint"),
+    "LIVEDUB_SYNCNET folder": ({"LIVEDUB_SYNCNET": "folder"}, ["evaluate", "talk.mp4"],
+                               "LIVEDUB_SYNCNET folder: is a folder, not a file (pass a SyncNet checkpoint"),
+}
+
+
+@pytest.mark.parametrize(("env", "argv", "message"), list(ENVIRONMENT_REFUSED.values()), ids=list(ENVIRONMENT_REFUSED))
+def test_environment_is_checked_as_the_flags_are(folder, env, argv, message, capsys, monkeypatch):
+    """A model path from the environment gets the flag's check and the flag's words, not a pass or another
+    message (LIVEDUB_MT_MODELS="garbage:::==" was accepted by `models` while --mt-model refused it)."""
+    from livedub.realtime.cli import main
+
+    monkeypatch.chdir(folder.root)
+    monkeypatch.setenv("LIVEDUB_CONFIG", str(folder.root / "no-config.toml"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    before = folder.snapshot()
+    code = main([*argv, "-q"])
+    err = capsys.readouterr().err
+    assert_refused(code, err, message, folder, before)
+    if "LIVEDUB_MT_MODELS" in env:  # the same rule as the flag: the same words after the source
+        assert main(["models", "--mt-model", "garbage", "-q"]) == 1
+        flag_line = error_lines(capsys.readouterr().err)[0]
+        assert flag_line.split("': ", 1)[1] == error_lines(err)[0].split("': ", 1)[1]
+
+
+PIPE_REFUSED = {
+    "translate --audio pipe": ["translate", "face.png", "--audio", "pipe.wav", "--to", "es", "-o", "o.mp4"],
+    "lipsync --audio pipe": ["lipsync", "--face", "face.png", "--audio", "pipe.wav", "-o", "o.mp4"],
+    "translate INPUT pipe": ["translate", "pipe.wav", "--to", "es", "-o", "o.mp4"],
+    "translate --text-file pipe": ["translate", "face.png", "--text-file", "pipe.wav", "--to", "es", "-o", "o.mp4"],
+    "models --config pipe": ["models", "--config", "pipe.wav"],
+}
+
+
+@pytest.mark.parametrize("argv", list(PIPE_REFUSED.values()), ids=list(PIPE_REFUSED))
+def test_a_named_pipe_is_refused_without_reading_it(folder, argv):
+    """A FIFO was called "empty" (and a pipe as --text-file or --config blocked the read): it is named as a
+    pipe, and never opened. A subprocess with a timeout, so a read that blocks fails the test."""
+    before = folder.snapshot()
+    proc = livedub(folder, *argv, "-q", timeout=60)
+    assert_refused(proc.returncode, proc.stderr, "pipe.wav: is a named pipe (FIFO), not a regular file", folder,
+                   before)
+
+
+def test_a_photo_larger_than_4096_is_scaled_down_with_a_note(folder):
+    """An 8192x256 photo is worked on at 4096x128, and one line says so (it used to happen silently)."""
+    out = folder.root / "wide.mp4"
+    proc = livedub(folder, "translate", "wide.png", "--text", "Hello.", "--from", "en", "--to", "en", "-o", "wide.mp4",
+                   "-q")
+    try:
+        assert proc.returncode == 0, proc.stderr
+        notes = [line for line in proc.stderr.splitlines() if line.startswith("livedub: note:")]
+        assert notes == ["livedub: note: wide.png is 8192x256: livedub works at most 4096 pixels a side, so it is "
+                         "scaled down to 4096x128 (the output too)"], proc.stderr
+        with av.open(str(out)) as c:
+            assert (c.streams.video[0].width, c.streams.video[0].height) == (4096, 128)
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def test_a_box_on_a_scaled_down_photo_is_scaled_with_it(folder, capsys):
+    """--box is in the user's pixels; the frames are worked at half size, so the box is halved."""
+    import argparse
+
+    from livedub.realtime.cli.common import face_box
+
+    args = argparse.Namespace(face=str(folder.root / "wide.png"), box="10 100 5000 5400", resize_factor=None)
+    assert face_box(args) == (2500, 5, 2700, 50)
+    assert "--box is scaled with it" in capsys.readouterr().err
 
 
 EVALUATE_REFUSED = {

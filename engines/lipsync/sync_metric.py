@@ -10,21 +10,26 @@ Offset convention: **`offset_frames > 0` means the audio leads the video** — t
 positive offset, delay the audio by `offset_seconds`. Zero is perfect sync for a pure speech-energy model;
 real talkers open the mouth a little before the sound, so natural video often reads slightly negative.
 
-LSE-D / LSE-C (the SyncNet distance and confidence from the Wav2Lip paper) need SyncNet weights, which
-cannot be had offline. They are only computed when the user passes a checkpoint; without one the report
-says so in `lse_note`.
+LSE-D / LSE-C (the SyncNet distance and confidence the Wav2Lip paper reports) need SyncNet's weights, which
+cannot be had offline: they are computed (`syncnet.py`) when the user passes `syncnet_v2.model`; without one
+the report says so in `lse_note`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import BadInputError, MissingModelError
+from ..errors import BadInputError
+
+if TYPE_CHECKING:
+    from .syncnet import SyncNet
 
 SPEECH_BAND_HZ = (300.0, 3400.0)  # where voiced speech energy lives; drops rumble and hiss
 MIN_PAIRS = 8
@@ -34,11 +39,6 @@ DEFAULT_MAX_OFFSET = 15  # frames searched either way unless asked (fewer when t
 # to unit variance and random lags would correlate at ~0.3.
 MIN_MOUTH_MOTION = 0.01  # fewer overlapping frames than this and a lag gets no correlation
 NO_CHECKPOINT = "LSE-D/LSE-C not computed: no SyncNet checkpoint given"
-
-
-class SyncNetUnavailable(MissingModelError):
-    """A SyncNet checkpoint was passed but cannot be used to compute LSE-D / LSE-C."""
-
 
 @dataclass(frozen=True, eq=False)
 class SyncReport:
@@ -54,8 +54,9 @@ class SyncReport:
     correlations: np.ndarray = field(default_factory=lambda: np.zeros(0))  # r per lag -max..+max
     confidence: float = float("nan")  # peak minus the median r over all lags (SyncNet-style)
     mouth_motion: float = float("nan")  # std of the mouth opening; below MIN_MOUTH_MOTION = still mouth
-    lse_d: float | None = None
-    lse_c: float | None = None
+    lse_d: float | None = None  # SyncNet distance at its best offset (lower: better in sync)
+    lse_c: float | None = None  # SyncNet confidence (higher: clearer sync)
+    lse_offset: int | None = None  # SyncNet's own AV offset in 25 fps frames, same sign as offset_frames
     lse_note: str = NO_CHECKPOINT
     warning: str = ""  # e.g. where a damaged file stopped decoding (what decoded before it was analysed)
 
@@ -175,11 +176,22 @@ def max_offset_limit(frames: int) -> int:
     return max(frames - MIN_PAIRS, 0)
 
 
-def _mouth_track(path: Path, tracker: object) -> tuple[np.ndarray, np.ndarray, float, float, str]:
-    """Mouth opening and presentation time per video frame, decoded one frame at a time.
+@dataclass(frozen=True, eq=False)
+class _Track:
+    """What one decoding pass measured, per frame (times in seconds on the container clock)."""
 
-    Returns (openings, times, fps, audio_start, warning) where times are seconds on the container clock; a
-    file damaged part-way gives the frames before the damage and a warning saying where it is.
+    openings: np.ndarray  # mouth opening, nan where no usable face
+    times: np.ndarray
+    boxes: np.ndarray  # (frames, 4) x1, y1, x2, y2 of the face mesh, nan where no usable face
+    fps: float
+    audio_start: float
+    warning: str  # where a file damaged part-way stopped decoding ("" when it did not)
+
+
+def _mouth_track(path: Path, tracker: object) -> _Track:
+    """Mouth opening, face box and presentation time per video frame, decoded one frame at a time.
+
+    A file damaged part-way gives the frames before the damage and a warning saying where it is.
     """
     import av
 
@@ -202,6 +214,7 @@ def _mouth_track(path: Path, tracker: object) -> tuple[np.ndarray, np.ndarray, f
                 audio_start = float(a.start_time * a.time_base)
         openings: list[float] = []
         times: list[float] = []
+        boxes: list[np.ndarray] = []
         warning = ""
         frames = container.decode(stream)
         while True:
@@ -221,8 +234,39 @@ def _mouth_track(path: Path, tracker: object) -> tuple[np.ndarray, np.ndarray, f
             face = tracker.track(frame.to_ndarray(format="bgr24"), timestamp=t)
             usable = face is not None and face.usable
             openings.append(lmk.mouth_opening(face.landmarks) if usable else np.nan)
+            boxes.append(np.r_[face.landmarks.min(axis=0), face.landmarks.max(axis=0)] if usable else np.full(4, np.nan))
             times.append(t)
-    return np.asarray(openings), np.asarray(times), fps, audio_start, warning
+    return _Track(np.asarray(openings), np.asarray(times), np.asarray(boxes).reshape(-1, 4), fps, audio_start,
+                  warning)
+
+
+def _decoded_frames(path: Path) -> Iterator[np.ndarray]:
+    """The video's frames again, BGR, until the end or the first frame that does not decode."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = container.decode(container.streams.video[0])
+        while True:
+            try:
+                frame = next(frames, None)
+            except Exception:  # the damage the first pass reported: it measured only what came before
+                return
+            if frame is None:
+                return
+            yield frame.to_ndarray(format="bgr24")
+
+
+def _syncnet_report(report: SyncReport, net: SyncNet, path: Path, pcm: np.ndarray, track: _Track) -> SyncReport:
+    """The report with SyncNet's LSE-D / LSE-C: the video taken at 25 fps, the audio from its first frame."""
+    from ..audio import SAMPLE_RATE
+    from .syncnet import frames_at_25fps, pick
+
+    chosen = frames_at_25fps(track.times)
+    lead = int(round((track.times[0] - track.audio_start) * SAMPLE_RATE))  # audio before the first frame
+    pcm = pcm[lead:] if lead >= 0 else np.concatenate([np.zeros(-lead, np.float32), pcm])
+    score = net.score(pick(_decoded_frames(path), chosen), track.boxes[chosen], pcm)
+    return dataclasses.replace(report, lse_d=score.lse_d, lse_c=score.lse_c, lse_offset=score.offset_frames,
+                               lse_note=f"SyncNet over {score.windows} windows of 5 frames at 25 fps")
 
 
 def evaluate_sync(
@@ -244,8 +288,11 @@ def evaluate_sync(
     path = Path(video_path)
     if max_offset is not None and max_offset < 0:
         raise BadInputError(f"max offset {max_offset}: the lag search cannot be negative")
-    if syncnet_checkpoint is not None:
-        _check_syncnet(Path(syncnet_checkpoint))
+    net = None
+    if syncnet_checkpoint is not None:  # a wrong file is refused before the slow part
+        from .syncnet import load_syncnet
+
+        net = load_syncnet(syncnet_checkpoint)
     pcm = decode_audio(path, SAMPLE_RATE)  # raises BadInputError for missing files or no audio
     expected = probe_frames(path)
     _check_lag_search(path, expected, max_offset)  # before the slow part, when the header says
@@ -254,9 +301,10 @@ def evaluate_sync(
                             "mouth against")
     tracker = MediapipeFaceTracker(smoothing=0)
     try:
-        openings, times, fps, audio_start, warning = _mouth_track(path, tracker)
+        track = _mouth_track(path, tracker)
     finally:
         tracker.close()
+    openings, times, warning = track.openings, track.times, track.warning
     if len(openings) == 0:
         raise BadInputError(f"{path}: the video track holds no frames")
     if not warning and expected is not None and expected - len(openings) > max(2, expected // 50):
@@ -269,9 +317,9 @@ def evaluate_sync(
     if max_offset is None:
         max_offset = min(DEFAULT_MAX_OFFSET, max_offset_limit(len(openings)))
     _check_lag_search(path, len(openings), max_offset)
-    envelope = speech_envelope(pcm, SAMPLE_RATE, times - audio_start, fps)
-    report = sync_from_arrays(openings, envelope, max_offset, fps=fps)
-    return dataclasses.replace(report, warning=warning) if warning else report
+    envelope = speech_envelope(pcm, SAMPLE_RATE, times - track.audio_start, track.fps)
+    report = dataclasses.replace(sync_from_arrays(openings, envelope, max_offset, fps=track.fps), warning=warning)
+    return _syncnet_report(report, net, path, pcm, track) if net is not None else report
 
 
 def _check_lag_search(path: Path, frames: int | None, max_offset: int | None) -> None:
@@ -279,12 +327,3 @@ def _check_lag_search(path: Path, frames: int | None, max_offset: int | None) ->
         raise BadInputError(f"{path}: {frames} frames cannot be searched +-{max_offset} frames "
                             f"(at most +-{max_offset_limit(frames)})")
 
-
-def _check_syncnet(path: Path) -> None:
-    """LSE needs the SyncNet network; until it is implemented, say so rather than report a made-up number."""
-    if not path.is_file():
-        raise SyncNetUnavailable(f"SyncNet checkpoint {path} not found")
-    raise SyncNetUnavailable(
-        f"SyncNet checkpoint {path} given, but this build does not implement the SyncNet network yet; "
-        "LSE-D/LSE-C cannot be computed (the weight-free offset and correlation still can: omit the checkpoint)"
-    )

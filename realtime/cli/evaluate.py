@@ -7,7 +7,7 @@ import sys
 
 from livedub.engines.errors import LivedubError
 
-from .common import common_flags, model_flags, settings_from
+from .common import check_model_files, common_flags, model_flags, settings_from
 
 MAX_OFFSET = 1000  # frames (40 s at 25 fps): far past any real A/V offset
 
@@ -16,12 +16,16 @@ def register(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="measure lip-sync of a video: A/V offset and mouth/speech correlation",
         description="Weight-free sync metric: mouth opening per frame (face mesh) against the speech envelope, "
-                    "cross-correlated over +-MAX_OFFSET frames. LSE-D/LSE-C need a SyncNet checkpoint.",
+                    "cross-correlated over +-MAX_OFFSET frames. With --syncnet also LSE-D and LSE-C, the SyncNet "
+                    "distance and confidence papers report (the public syncnet_v2.model and its evaluation: face "
+                    "crops at 25 fps, MFCCs, offsets of +-15 frames).",
     )
     p.add_argument("video", metavar="VIDEO", help="a video with a face and speech")
     p.add_argument("--max-offset", type=int, metavar="FRAMES",
                    help="frames searched either way (15, or fewer for a short clip; 0..the clip's frames - 8)")
-    p.add_argument("--syncnet", metavar="CKPT", help="SyncNet checkpoint for LSE-D/LSE-C")
+    p.add_argument("--syncnet", metavar="syncnet_v2.model",
+                   help="SyncNet checkpoint (joonson/syncnet_python's syncnet_v2.model, your file) for LSE-D "
+                        "(lower is better) and LSE-C (higher is better)")
     model_flags(p)
     common_flags(p)
     p.set_defaults(func=run)
@@ -30,7 +34,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from livedub.engines.lipsync.sync_metric import MIN_MOUTH_MOTION, evaluate_sync
 
-    settings = settings_from(args).with_flags(syncnet_checkpoint=args.syncnet)
+    settings = settings_from(args)  # with --syncnet; every file flag checked
+    check_model_files(settings)
     check_max_offset(args.max_offset, args.video)
     report = evaluate_sync(args.video, max_offset=args.max_offset, syncnet_checkpoint=settings.syncnet_checkpoint)
     if report.warning:
@@ -46,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
           f"+-{report.max_offset} frames)")
     print(f"  mouth motion     {report.mouth_motion:.4f}")
     if report.lse_d is not None:
-        print(f"  LSE-D {report.lse_d:.3f}  LSE-C {report.lse_c:.3f}")
+        print(f"  LSE-D            {report.lse_d:.3f} (SyncNet distance at its best offset; lower is better)")
+        print(f"  LSE-C            {report.lse_c:.3f} (SyncNet confidence; higher is better)")
+        print(f"  SyncNet offset   {report.lse_offset:+d} frames at 25 fps ({report.lse_note})")
     else:
         print(f"  {report.lse_note}")
     return 0

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-from livedub.engines.errors import LivedubError
+from livedub.engines.settings import cache_path
 
 from ..outputs import ONNX, TENSORRT, atomic_output
-from .common import check_range, common_flags, output_plan
+from .common import check_input_files, check_range, common_flags, output_plan
 
 
 def register(sub) -> None:
@@ -37,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     from livedub.export.onnx_export import export_onnx
 
+    check_input_files(args)
     checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
-        raise LivedubError(f"{checkpoint}: {'is a folder, not' if checkpoint.is_dir() else 'no such'} checkpoint")
     check_range("--max-batch", args.max_batch, 1, 1024)
     outputs = output_plan(args)
     onnx = None
@@ -53,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
     with outputs:  # the ONNX file and the engine appear together when both are built, neither otherwise
         started = time.perf_counter()
         if onnx is not None:
-            with atomic_output(onnx) as tmp:
-                export_onnx(checkpoint, tmp, fp16=args.fp16)
+            export_onnx(checkpoint, onnx, fp16=args.fp16)  # an atomic write the plan holds until the end
             print(f"{onnx}: exported in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         if args.tensorrt:
             from livedub.export.tensorrt_build import cached_plan
 
             started = time.perf_counter()
-            plan = cached_plan(checkpoint, fp16=args.fp16, max_batch=args.max_batch)
+            plan = cached_plan(checkpoint, fp16=args.fp16, max_batch=args.max_batch,
+                               cache=cache_path(os.environ))
             with atomic_output(args.tensorrt) as tmp:
                 shutil.copyfile(plan, tmp)
             print(f"{args.tensorrt}: TensorRT engine ({'fp16' if args.fp16 else 'fp32'}, batch 1..{args.max_batch}) "

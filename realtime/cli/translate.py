@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from livedub.engines.errors import BadInputError
+from livedub.engines.mt.text import speakable
 
 from ..factory import ModelPool
 from ..outputs import BANK, JSON, SUBTITLES, VIDEO, OutputPlan
@@ -62,17 +63,21 @@ def register(sub) -> None:
 
 
 def read_text(args: argparse.Namespace) -> str | None:
+    """The --text or --text-file to speak (the file already checked by `config_from`), refused when a voice
+    would have nothing in it to say (only emoji, symbols or punctuation): no silent video is made of it."""
     if args.text is not None:
-        return args.text
-    if args.text_file:
-        path = Path(args.text_file)
-        if not path.exists():
-            raise BadInputError(f"{path}: no such file")
+        text, where = args.text, f"--text {args.text!r}"
+    elif args.text_file:
+        where = f"--text-file {args.text_file}"
         try:
-            return path.read_text(encoding="utf-8")
+            text = Path(args.text_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise BadInputError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
-    return None
+            raise BadInputError(f"{where}: cannot be read as UTF-8 text ({exc})") from None
+    else:
+        return None
+    if not speakable(text):
+        raise BadInputError(f"{where}: nothing speakable in the text (no letters or digits to say)")
+    return text
 
 
 def job_from(args: argparse.Namespace) -> TranslateJob:
