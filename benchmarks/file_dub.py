@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table, write_results  # noqa: E402
 
 from livedub.engines import registry  # noqa: E402
-from livedub.engines.audio import resample  # noqa: E402
+from livedub.engines.audio import OUTPUT_RATE, resample  # noqa: E402
 from livedub.engines.settings import Settings  # noqa: E402
 from livedub.realtime.cli import main as livedub  # noqa: E402
 from livedub.realtime.io.files import Mp4Writer  # noqa: E402
@@ -68,16 +68,16 @@ def make_clip(path: Path, seconds: float, width: int, height: int, fps: int = 30
     total = 0.0
     while total < seconds - 1.0:
         sp = voice.synthesize(LINES[i % len(LINES)])
-        part = resample(sp.pcm, sp.sample_rate, 48_000)
-        gap = np.zeros(int(0.7 * 48_000), np.float32)
+        part = resample(sp.pcm, sp.sample_rate, OUTPUT_RATE)
+        gap = np.zeros(int(0.7 * OUTPUT_RATE), np.float32)
         pcm += [part, gap]
-        total += (len(part) + len(gap)) / 48_000
+        total += (len(part) + len(gap)) / OUTPUT_RATE
         i += 1
-    audio = np.concatenate(pcm)[: int(seconds * 48_000)]
+    audio = np.concatenate(pcm)[: int(seconds * OUTPUT_RATE)]
     face = skimage.data.astronaut()[:, :, ::-1]
     side = int(height * 0.9)
     face = cv2.resize(face, (side, side))
-    with Mp4Writer(path, width, height, fps, audio, 48_000) as w:
+    with Mp4Writer(path, width, height, fps, audio, OUTPUT_RATE) as w:
         for k in range(int(seconds * fps)):
             frame = np.full((height, width, 3), 180, np.uint8)
             x = (width - side) // 2 + int(6 * np.sin(k / 20))

@@ -30,6 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import gpu_info, table, write_results  # noqa: E402
 
+from livedub.engines.metrics import percentile  # noqa: E402
+
 FPS = 30.0
 
 
@@ -69,7 +71,7 @@ def time_calls(run: Callable[[], object], seconds: float, warmup: int = 3) -> di
         run()
         samples.append(time.perf_counter() - t0)
     ms = 1000 * np.asarray(samples)
-    return {"ms_p50": round(float(np.median(ms)), 3), "ms_p95": round(float(np.percentile(ms, 95)), 3),
+    return {"ms_p50": round(float(np.median(ms)), 3), "ms_p95": round(percentile(ms, 95), 3),
             "calls": len(samples)}
 
 
@@ -159,7 +161,7 @@ async def _simulate(runner, n_sessions: int, seconds: float, max_batch: int, dea
         sizes = list(batcher.stats.sizes)[1:]
     lat = np.asarray(latencies)
     return {"sessions": n_sessions, "runtime": runner.name, "frames": len(lat),
-            "p50_ms": round(float(np.median(lat)), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2),
+            "p50_ms": round(float(np.median(lat)), 2), "p95_ms": round(percentile(lat, 95), 2),
             "max_ms": round(float(lat.max()), 2), "mean_batch": round(float(np.mean(sizes)), 1) if sizes else 0.0}
 
 

@@ -52,15 +52,16 @@ def _calibration(n: int = 32) -> tuple[np.ndarray, np.ndarray]:
     import cv2
     from skimage import data
 
+    from livedub.engines.audio import SAMPLE_RATE
     from livedub.engines.lipsync.mel import mel_window
     from livedub.engines.lipsync.wav2lip import IMG, face_input
 
     frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     x1, y1, x2, y2 = 179, 69, 272, 188  # the face box the mediapipe tracker finds, with reference pads
     rng = np.random.default_rng(0)
-    t = np.arange(16000 * 3) / 16000
+    t = np.arange(SAMPLE_RATE * 3) / SAMPLE_RATE
     f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    voice = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / 16000) / k for k in range(1, 20))
+    voice = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / SAMPLE_RATE) / k for k in range(1, 20))
     pcm = (0.1 * voice * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2)).astype(np.float32)
     faces, mels = [], []
     for i in range(n):
@@ -142,12 +143,13 @@ def _talking_frame(size: tuple[int, int]) -> np.ndarray:
 
 def tracking_and_viseme_rows(seconds: float) -> list[dict]:
     """Face tracking (mediapipe detection + mesh, causal smoothing) and the viseme engine per frame."""
+    from livedub.engines.audio import SAMPLE_RATE
     from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
     from livedub.engines.lipsync import PcmTimeline
     from livedub.engines.lipsync.viseme import VisemeEngine
 
-    n = 16000 * 6
-    t = np.arange(n) / 16000
+    n = SAMPLE_RATE * 6
+    t = np.arange(n) / SAMPLE_RATE
     audio = PcmTimeline((0.2 * np.sin(2 * np.pi * 150 * t) * (np.sin(2 * np.pi * 2.5 * t) > 0)).astype(np.float32))
     rows: list[dict] = []
     for size in ((640, 480), (1280, 720)):
@@ -197,6 +199,7 @@ def exemplar_rows(seconds: float, batches: tuple[int, ...] = (1, 8)) -> list[dic
     import cv2
     from skimage import data
 
+    from livedub.engines.audio import SAMPLE_RATE
     from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
     from livedub.engines.lipsync import PcmTimeline
     from livedub.engines.lipsync.exemplar import ExemplarEngine
@@ -205,8 +208,8 @@ def exemplar_rows(seconds: float, batches: tuple[int, ...] = (1, 8)) -> list[dic
     from livedub.engines.lipsync.viseme import VisemeEngine
 
     photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    n = 16000 * 6
-    t = np.arange(n) / 16000
+    n = SAMPLE_RATE * 6
+    t = np.arange(n) / SAMPLE_RATE
     pcm = (0.2 * np.sin(2 * np.pi * 150 * t) * (np.sin(2 * np.pi * 2.5 * t) > 0)).astype(np.float32)
     audio = PcmTimeline(pcm)
     tracker = MediapipeFaceTracker(smoothing=0.0)

@@ -26,11 +26,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
 from common import table, write_results  # noqa: E402
-from conftest import say_english  # noqa: E402
 
-from livedub.engines.audio import SAMPLE_RATE, decode_audio, resample  # noqa: E402
+from livedub.engines.audio import OUTPUT_RATE, SAMPLE_RATE, decode_audio, resample  # noqa: E402
+from livedub.engines.metrics import percentile  # noqa: E402
+from livedub.engines.tts.sample_speech import say_english  # noqa: E402
 from livedub.realtime.config import DubConfig  # noqa: E402
 from livedub.realtime.factory import ModelPool  # noqa: E402
 from livedub.realtime.io.files import Mp4Writer  # noqa: E402
@@ -52,9 +52,9 @@ def _face(i: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def make_clip(path: Path, pcm16k: np.ndarray, size: tuple[int, int]) -> Path:
-    audio = resample(pcm16k, SAMPLE_RATE, 48_000)
+    audio = resample(pcm16k, SAMPLE_RATE, OUTPUT_RATE)
     n = int(np.ceil(len(pcm16k) / SAMPLE_RATE * FPS))
-    with Mp4Writer(path, size[0], size[1], FPS, audio, 48_000) as w:
+    with Mp4Writer(path, size[0], size[1], FPS, audio, OUTPUT_RATE) as w:
         for i in range(n):
             w.write(_face(i, size))
     return path
@@ -86,12 +86,6 @@ def _real_speech() -> np.ndarray | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "beckett.wav"
     return decode_audio(path) if path.exists() else None
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return float(np.percentile(values, q))
 
 
 def run_clip(pool: ModelPool, config: DubConfig, clip: Path, record: Path) -> dict:

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import table, write_results  # noqa: E402
-from speech_metrics import wer, words_of  # noqa: E402  (the one WER helper)
 
 from livedub.engines import models  # noqa: E402
 from livedub.engines.asr.whisper import WhisperRecognizer  # noqa: E402
+from livedub.engines.asr.word_error import wer, words_of  # noqa: E402
 from livedub.engines.audio import SAMPLE_RATE, decode_audio, resample  # noqa: E402
+from livedub.engines.metrics import percentile  # noqa: E402
 from livedub.engines.tts.espeak import EspeakSynthesizer  # noqa: E402
 from livedub.engines.tts.kokoro import KokoroSynthesizer  # noqa: E402
 from livedub.engines.tts.piper import PiperSynthesizer  # noqa: E402
@@ -149,10 +149,6 @@ def round_trip_wer(asr: WhisperRecognizer, language: str, sentences: list[str], 
     return edits / max(1, words), list(worst)
 
 
-def p95(values: list[float]) -> float:
-    return float(np.percentile(values, 95))
-
-
 class WhisperBeside:
     """whisper-base transcribing real speech without pause on its own thread (CTranslate2 frees the GIL)."""
 
@@ -196,9 +192,9 @@ def main() -> int:
             rtfs, firsts, clips = measure(voice, sentences)
             error, worst = round_trip_wer(asr, language, sentences, clips)
             rows.append({"language": language, "voice": engine, "load": "idle", "threads": 2 if engine == "kokoro" else None,
-                         "sentences": len(sentences), "rtf_p50": statistics.median(rtfs), "rtf_p95": p95(rtfs),
+                         "sentences": len(sentences), "rtf_p50": statistics.median(rtfs), "rtf_p95": percentile(rtfs, 95),
                          "rtf_worst": max(rtfs), "first_audio_p50_s": statistics.median(firsts),
-                         "first_audio_p95_s": p95(firsts), "audio_s_p50": statistics.median(len(c[0]) / c[1] for c in clips),
+                         "first_audio_p95_s": percentile(firsts, 95), "audio_s_p50": statistics.median(len(c[0]) / c[1] for c in clips),
                          "wer": error, "worst": worst})
             print(f"{language} {engine}: RTF {rows[-1]['rtf_p50']:.2f}, WER {error:.1%}  ({time.perf_counter() - started:.0f} s)",
                   flush=True)
@@ -212,16 +208,16 @@ def main() -> int:
                 voice.synthesize("Uno, dos, tres.")
                 rtfs, firsts, _ = measure(voice, sentences)
                 rows.append({"language": language, "voice": "kokoro", "load": "whisper beside", "threads": threads,
-                             "sentences": len(sentences), "rtf_p50": statistics.median(rtfs), "rtf_p95": p95(rtfs),
+                             "sentences": len(sentences), "rtf_p50": statistics.median(rtfs), "rtf_p95": percentile(rtfs, 95),
                              "rtf_worst": max(rtfs), "first_audio_p50_s": statistics.median(firsts),
-                             "first_audio_p95_s": p95(firsts)})
+                             "first_audio_p95_s": percentile(firsts, 95)})
             for engine, voice in voices_of(language, kokoro_threads=2).items():
                 if engine == "kokoro":
                     continue
                 rtfs, firsts, _ = measure(voice, sentences)
                 rows.append({"language": language, "voice": engine, "load": "whisper beside", "sentences": len(sentences),
-                             "rtf_p50": statistics.median(rtfs), "rtf_p95": p95(rtfs), "rtf_worst": max(rtfs),
-                             "first_audio_p50_s": statistics.median(firsts), "first_audio_p95_s": p95(firsts)})
+                             "rtf_p50": statistics.median(rtfs), "rtf_p95": percentile(rtfs, 95), "rtf_worst": max(rtfs),
+                             "first_audio_p50_s": statistics.median(firsts), "first_audio_p95_s": percentile(firsts, 95)})
             print(f"{language} beside whisper done ({time.perf_counter() - started:.0f} s)", flush=True)
         whisper_passes = beside.passes
 

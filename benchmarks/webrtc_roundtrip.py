@@ -24,6 +24,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from common import table, write_results  # noqa: E402
 
+from livedub.engines.metrics import percentile  # noqa: E402
+
 # the camera: the face image with a counter; the microphone: Chromium's fake one (the speech file)
 CAMERA_JS = """
 (() => {
@@ -83,10 +85,6 @@ CAMERA_JS = """
 """
 
 
-def percentile(values, q):
-    return float(np.percentile(values, q)) if len(values) else None
-
-
 def run_case(p, srv, face_b64: str, w: int, h: int, codec: str, peers: int, seconds: float, flags: list[str]) -> dict:
     from webrtc_helpers import http, launch_chromium
 
@@ -138,12 +136,12 @@ def main() -> None:
     import base64
 
     import cv2
-    from conftest import say_english
     from playwright.sync_api import sync_playwright
-    from speech_metrics import two_phrases
     from webrtc_helpers import ServerThread, face_frame, write_wav16
 
+    from livedub.engines.audio import OUTPUT_RATE
     from livedub.engines.settings import Settings
+    from livedub.engines.tts.sample_speech import two_phrases
     from livedub.realtime.config import DubConfig
     from livedub.realtime.factory import ModelPool
 
@@ -155,7 +153,7 @@ def main() -> None:
     config = DubConfig(target="es", source="en", engine=args.engine, settings=Settings())
     pool = ModelPool(config.settings)
     tmp = Path(tempfile.mkdtemp(prefix="livedub-webrtc-bench-"))
-    speech = write_wav16(tmp / "speech.wav", two_phrases(lambda t: say_english(t, 48_000), 48_000), 48_000)
+    speech = write_wav16(tmp / "speech.wav", two_phrases(OUTPUT_RATE), OUTPUT_RATE)
     flags = [f"--use-file-for-fake-audio-capture={speech}"]
     srv = ServerThread(config, pool, max_sessions=2)
     srv.call(srv.server.warm(), timeout=300)

@@ -10,7 +10,8 @@ import numpy as np
 
 from .errors import BadInputError
 
-SAMPLE_RATE = 16_000  # the rate every recognizer and the Wav2Lip mel work at
+SAMPLE_RATE = 16_000  # recognizers, VAD, pitch, the mouth's audio timeline and the Wav2Lip mel work at this rate
+OUTPUT_RATE = 48_000  # the rate of every translated audio output (mp4 AAC, virtual microphone, WebRTC opus)
 
 
 def resample(pcm: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

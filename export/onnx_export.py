@@ -7,13 +7,13 @@ cached .onnx straight away. `livedub export --checkpoint PATH --onnx OUT.onnx` c
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from livedub.engines.errors import LivedubError
+from livedub.engines.files import atomic_write
 from livedub.engines.models import cache_dir, sha256_file
 
 INPUT_NAMES = ("mel", "face")
@@ -85,14 +85,6 @@ def runtime_graph(model):
     return model
 
 
-def _atomic_target(out_path: Path) -> Path:
-    """A temp file beside `out_path`, so os.replace is atomic and a killed export leaves no half file."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def export_model(model, out_path: str | os.PathLike, *, opset: int = 17, fp16: bool = False,
                  subpixel: bool = True) -> Path:
     """Write an eval-mode generator as ONNX: inputs `mel` (B,1,80,16), `face` (B,6,96,96); output `out`.
@@ -107,17 +99,12 @@ def export_model(model, out_path: str | os.PathLike, *, opset: int = 17, fp16: b
         model = model.half()
     dtype = torch.float16 if fp16 else torch.float32
     example = (torch.zeros(2, 1, 80, 16, dtype=dtype), torch.zeros(2, 6, 96, 96, dtype=dtype))
-    tmp = _atomic_target(out_path)
-    try:
-        with torch.no_grad():
-            torch.onnx.export(
-                model, example, str(tmp), input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
-                opset_version=opset, do_constant_folding=True, dynamo=False,
-            )
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(out_path) as partial, torch.no_grad():  # a killed export leaves no half file
+        torch.onnx.export(
+            model, example, str(partial), input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+            dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
+            opset_version=opset, do_constant_folding=True, dynamo=False,
+        )
     return out_path
 
 
@@ -129,12 +116,13 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
     return export_model(load_generator(checkpoint_path), out_path, opset=opset, fp16=fp16)
 
 
-def cached_onnx(checkpoint_path: str | os.PathLike) -> Path:
-    """The fp32 ONNX of a checkpoint in cache_dir()/wav2lip/<sha256>.onnx, exported on first use only."""
+def cached_onnx(checkpoint_path: str | os.PathLike, cache: Path | None = None) -> Path:
+    """The fp32 ONNX of a checkpoint in `cache`/wav2lip/<sha256>.onnx (`Settings.cache`), exported on first
+    use only."""
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
         raise LivedubError(f"{checkpoint_path}: no such file (pass the path of wav2lip.pth or wav2lip_gan.pth)")
-    target = cache_dir() / "wav2lip" / f"{sha256_file(checkpoint_path)}.onnx"
+    target = cache_dir(cache) / "wav2lip" / f"{sha256_file(checkpoint_path)}.onnx"
     if not target.exists():
         export_onnx(checkpoint_path, target)
     return target
@@ -178,20 +166,18 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, cal
         pass
 
     out_path = Path(out_path)
-    tmp = _atomic_target(out_path)
-    pre = tmp.with_suffix(".pre.onnx")
-    try:
-        quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-        nodes = _transpose_nodes(pre) if exclude_transpose else []
-        quantize_static(
-            str(pre), str(tmp), Reader(faces, mels, batch), quant_format=QuantFormat.QDQ,
-            per_channel=per_channel, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, nodes_to_exclude=nodes,
-        )
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        pre.unlink(missing_ok=True)
+    with atomic_write(out_path) as partial:
+        pre = partial.with_suffix(".pre.onnx")
+        try:
+            quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+            nodes = _transpose_nodes(pre) if exclude_transpose else []
+            quantize_static(
+                str(pre), str(partial), Reader(faces, mels, batch), quant_format=QuantFormat.QDQ,
+                per_channel=per_channel, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, nodes_to_exclude=nodes,
+            )
+        finally:
+            pre.unlink(missing_ok=True)
     return out_path
 
 
@@ -202,9 +188,9 @@ def _transpose_nodes(path: Path) -> list[str]:
 
 
 def cached_int8(checkpoint_path: str | os.PathLike, calibration_faces: np.ndarray,
-                calibration_mels: np.ndarray) -> Path:
-    """The int8 model of a checkpoint in the cache (…/<sha256>.int8.onnx), calibrated on first use only."""
-    fp32 = cached_onnx(checkpoint_path)
+                calibration_mels: np.ndarray, cache: Path | None = None) -> Path:
+    """The int8 model of a checkpoint in `cache` (…/<sha256>.int8.onnx), calibrated on first use only."""
+    fp32 = cached_onnx(checkpoint_path, cache)
     target = fp32.with_suffix(".int8.onnx")
     if not target.exists():
         quantize_int8(fp32, target, calibration_faces, calibration_mels)

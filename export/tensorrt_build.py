@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 from livedub.engines.errors import LivedubError
+from livedub.engines.files import atomic_write
 from livedub.engines.gpu import INSTALL_HINT, driver_version, gpu_name, require_tensorrt  # noqa: F401 (re-exported)
 from livedub.engines.models import cache_dir, sha256_file
 
-from .onnx_export import INPUT_NAMES, _atomic_target, cached_onnx
+from .onnx_export import INPUT_NAMES, cached_onnx
 
 log = logging.getLogger("livedub.export")
 
@@ -31,17 +32,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
-def _timing_cache_path(trt) -> Path:
-    return cache_dir() / "tensorrt" / f"timing-{_slug(gpu_name() or 'gpu')}-trt{trt.__version__}.cache"
+def _timing_cache_path(trt, cache: Path | None) -> Path:
+    return cache_dir(cache) / "tensorrt" / f"timing-{_slug(gpu_name() or 'gpu')}-trt{trt.__version__}.cache"
 
 
 def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike, *, fp16: bool = True,
                  max_batch: int = 64, opt_batch: int = 8, workspace_gb: float = 4,
-                 timing_cache: str | os.PathLike | None = None) -> Path:
+                 timing_cache: str | os.PathLike | None = None, cache: Path | None = None) -> Path:
     """Build a serialized TensorRT engine from the ONNX generator: one profile covering batch 1..max_batch.
 
     `opt_batch` is the batch TensorRT tunes kernels for (a live batcher's typical batch); `timing_cache`
-    defaults to one per GPU and TensorRT version under cache_dir()/tensorrt/, loaded and saved back.
+    defaults to one per GPU and TensorRT version under `cache`/tensorrt/ (`Settings.cache`), loaded and saved
+    back.
     """
     trt = require_tensorrt()
     max_batch = max(1, int(max_batch))
@@ -67,10 +69,9 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike, *, 
         profile.set_shape(name, (1, *frame), (opt_batch, *frame), (max_batch, *frame))
     config.add_optimization_profile(profile)
 
-    cache_path = Path(timing_cache) if timing_cache else _timing_cache_path(trt)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    timing_path = Path(timing_cache) if timing_cache else _timing_cache_path(trt, cache)
+    timings = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
+    config.set_timing_cache(timings, ignore_mismatch=False)
 
     started = time.perf_counter()
     log.warning("building the TensorRT engine (%s, batch 1..%d) for %s: minutes, once per GPU and model",
@@ -79,18 +80,10 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike, *, 
     if serialized is None:
         raise LivedubError(f"{onnx_path}: TensorRT failed to build an engine (see the messages above)")
     plan_path = Path(plan_path)
-    tmp = _atomic_target(plan_path)
-    try:
-        tmp.write_bytes(bytes(serialized))
-        os.replace(tmp, plan_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    timing = _atomic_target(cache_path)
-    try:
-        timing.write_bytes(bytes(config.get_timing_cache().serialize()))
-        os.replace(timing, cache_path)
-    finally:
-        timing.unlink(missing_ok=True)
+    with atomic_write(plan_path) as partial:
+        partial.write_bytes(bytes(serialized))
+    with atomic_write(timing_path) as partial:
+        partial.write_bytes(bytes(config.get_timing_cache().serialize()))
     log.info("TensorRT engine %s built in %.0f s", plan_path.name, time.perf_counter() - started)
     return plan_path
 
@@ -102,8 +95,9 @@ def plan_key(model_sha256: str, *, fp16: bool, max_batch: int) -> str:
             f"{'fp16' if fp16 else 'fp32'}-b{int(max_batch)}.plan")
 
 
-def cached_plan(checkpoint_path: str | os.PathLike, *, fp16: bool = True, max_batch: int = 64) -> Path:
-    """The TensorRT plan of a checkpoint (or of an .onnx file) in cache_dir()/tensorrt/, built on first use.
+def cached_plan(checkpoint_path: str | os.PathLike, *, fp16: bool = True, max_batch: int = 64,
+                cache: Path | None = None) -> Path:
+    """The TensorRT plan of a checkpoint (or of an .onnx file) in `cache`/tensorrt/, built on first use.
 
     A checkpoint goes through the cached fp32 ONNX first; TensorRT picks fp16 kernels itself (`fp16`).
     """
@@ -111,8 +105,8 @@ def cached_plan(checkpoint_path: str | os.PathLike, *, fp16: bool = True, max_ba
     source = Path(checkpoint_path)
     if not source.is_file():
         raise LivedubError(f"{source}: no such file (pass wav2lip_gan.pth or an exported .onnx)")
-    target = cache_dir() / "tensorrt" / plan_key(sha256_file(source), fp16=fp16, max_batch=max_batch)
+    target = cache_dir(cache) / "tensorrt" / plan_key(sha256_file(source), fp16=fp16, max_batch=max_batch)
     if target.is_file():
         return target
-    onnx_path = source if source.suffix.lower() == ".onnx" else cached_onnx(source)
-    return build_engine(onnx_path, target, fp16=fp16, max_batch=max_batch)
+    onnx_path = source if source.suffix.lower() == ".onnx" else cached_onnx(source, cache)
+    return build_engine(onnx_path, target, fp16=fp16, max_batch=max_batch, cache=cache)

@@ -10,11 +10,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from livedub.engines.audio import OUTPUT_RATE
 from livedub.engines.settings import Settings
 
 LIP_ENGINES = ("exemplar", "viseme", "wav2lip")
 WAV2LIP_BACKENDS = ("auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu")
-OUTPUT_RATE = 48_000  # Hz of every translated audio output (mp4 AAC, virtual microphone, WebRTC opus)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from livedub.engines.audio import resample
+from livedub.engines.audio import SAMPLE_RATE, resample
 from livedub.engines.types import Phoneme, Speech
 
-TIMELINE_RATE = 16_000
 MIN_GAP = 0.05  # seconds of breath between two clips pushed together
 
 
@@ -64,7 +63,7 @@ class DubTrack:
     """Translated speech on a timeline (seconds). Thread-safe: the live loop adds while frames read."""
 
     output_rate: int = 24_000
-    sample_rate: int = TIMELINE_RATE  # what `window()` returns (the `AudioTimeline` contract)
+    sample_rate: int = SAMPLE_RATE  # what `window()` returns (the `AudioTimeline` contract)
     clips: list[DubClip] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _starts: list[float] = field(default_factory=list, repr=False)  # clips' starts, ascending (for bisect)
@@ -86,7 +85,7 @@ class DubTrack:
     ) -> DubClip:
         """Add a clip starting at `at`, or right after the previous clip if that one is still playing."""
         pcm = resample(speech.pcm, speech.sample_rate, self.output_rate)
-        pcm16k = resample(speech.pcm, speech.sample_rate, TIMELINE_RATE)
+        pcm16k = resample(speech.pcm, speech.sample_rate, SAMPLE_RATE)
         with self._lock:
             start = max(float(at), self.end + MIN_GAP if self.clips else float(at))
             shift = start
@@ -121,7 +120,7 @@ class DubTrack:
 
     def window(self, start: float, end: float) -> np.ndarray:
         """16 kHz PCM for [start, end): silence outside the clips (the `AudioTimeline` contract)."""
-        return self._mix(start, end, TIMELINE_RATE, lambda c: c.pcm16k)
+        return self._mix(start, end, SAMPLE_RATE, lambda c: c.pcm16k)
 
     def render(self, start: float, end: float) -> np.ndarray:
         """Output-rate PCM for [start, end)."""

@@ -48,11 +48,11 @@ WARM_UP_TEXT = {  # short: timing a voice must not hold up the start of a call
 }
 
 
-def build_plan(source: Path, max_batch: int) -> Path:
+def build_plan(source: Path, max_batch: int, cache: Path | None = None) -> Path:
     """A TensorRT plan for a checkpoint or ONNX file (fp16 kernels), built once and cached."""
     from livedub.export.tensorrt_build import cached_plan
 
-    return cached_plan(source, fp16=True, max_batch=max_batch)
+    return cached_plan(source, fp16=True, max_batch=max_batch, cache=cache)
 
 
 class ModelPool:
@@ -155,7 +155,7 @@ class ModelPool:
             return checkpoint
         from livedub.export.onnx_export import cached_onnx
 
-        return self._get(("wav2lip-onnx", str(checkpoint)), lambda: cached_onnx(checkpoint))
+        return self._get(("wav2lip-onnx", str(checkpoint)), lambda: cached_onnx(checkpoint, self.settings.cache))
 
     def lip_engine(self, config: DubConfig, *, video: bool) -> LipEngine:
         """A new engine for one session (engines keep per-speaker state such as the mouth bank)."""
@@ -169,7 +169,8 @@ class ModelPool:
 
             return Wav2LipEngine(self.wav2lip_onnx(config.checkpoint), checkpoint=config.checkpoint,
                                  pads=config.pads, int8=config.int8, backend=config.engine_backend,
-                                 plan_builder=build_plan, quantizer=quantize_int8)
+                                 plan_builder=lambda s, b: build_plan(s, b, self.settings.cache),
+                                 quantizer=quantize_int8, cache=self.settings.cache)
         if name == "exemplar":
             from livedub.engines.lipsync.exemplar import ExemplarEngine
             from livedub.engines.lipsync.exemplar_bank import MouthBank
@@ -204,6 +205,12 @@ class ModelPool:
         """Seconds each model worker has spent working (CPU share per stage)."""
         with self._lock:
             return {name: w.busy_seconds for name, w in self._workers.items()}
+
+    def __enter__(self) -> ModelPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Stop the workers, then the processes models keep running (Apertium's pipeline)."""

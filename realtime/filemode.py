@@ -137,8 +137,7 @@ def save_bank(session: DubSession) -> None:
     """--bank FILE: keep what this run learned of the speaker's mouth for the next run or call."""
     bank = getattr(session.face.engine_built, "bank", None)
     if session.config.bank and bank is not None:
-        with atomic_output(session.config.bank) as tmp:  # committed with the run's other outputs
-            bank.save(tmp)
+        bank.save(session.config.bank)  # atomic; held by the run's output plan until its other outputs land
 
 
 @dataclass

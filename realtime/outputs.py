@@ -6,17 +6,18 @@ another output, that is a folder, whose extension cannot hold what is written (t
 accepted ones), or whose folder cannot be created or written. Missing folders are made then (and removed
 again if the run fails).
 
-Every file is written by `atomic_output` to a hidden partial name beside it (same suffix, so encoders pick
-the format). Inside `with plan:` the renames wait for the end of the whole run: on success every partial
-replaces its final name, on any failure — an error, Ctrl-C, SIGTERM — every partial is deleted. So a run
-leaves all its outputs or none, and never half a file. Outside a plan `atomic_output` renames at once.
+Every file is written through `engines.files.atomic_write` (a hidden partial name beside it, renamed into
+place). Inside `with plan:` the plan holds the renames of its outputs until the end of the whole run: on
+success every partial replaces its final name, on any failure — an error, Ctrl-C, SIGTERM — every partial is
+deleted. So a run leaves all its outputs or none, and never half a file; this holds for an engine that
+writes an output itself (the mouth bank's `save`). `atomic_output` also claims an output found only while
+writing. Outside a plan a file is renamed as soon as it is written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import errno
 import os
 import signal
 import tempfile
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livedub.engines.errors import LivedubError
+from livedub.engines.files import WRITE_HOLDER, atomic_write, replace_file
 
 PathLike = str | os.PathLike
 
@@ -48,16 +50,7 @@ BANK = Kind("a mouth bank", (".npz",))
 ONNX = Kind("an ONNX model", (".onnx",))
 TENSORRT = Kind("a TensorRT engine", (".plan", ".engine", ".trt"))
 
-# Write failures that are the user's to fix (disk full, quota, read-only disk, file too large), not bugs.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "SIGHUP") else set())
-
-_ACTIVE: contextvars.ContextVar[OutputPlan | None] = contextvars.ContextVar("livedub_output_plan", default=None)
-
-
-def partial_path(final: Path) -> Path:
-    """The hidden name a file is written under until it is complete (same folder: the rename is atomic)."""
-    return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
@@ -158,21 +151,29 @@ class OutputPlan:
     # -- the run -------------------------------------------------------------------------------------------
 
     def __enter__(self) -> OutputPlan:
-        self._token = _ACTIVE.set(self)
+        self._token = WRITE_HOLDER.set(self)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._token is not None:
-            _ACTIVE.reset(self._token)
+            WRITE_HOLDER.reset(self._token)
             self._token = None
         if exc_type is None:
             self.commit()
         else:
             self.abort()
 
-    def _written(self, partial: Path, final: Path) -> None:
+    def hold(self, partial: Path, final: Path) -> bool:
+        """A finished write (`engines.files.WRITE_HOLDER`): one of this run's outputs waits for the commit;
+        any other file (a model cache) is not held."""
+        if self._key(final) not in self._outputs:
+            return False
+        for earlier, other in self._pending:
+            if other == final:
+                earlier.unlink(missing_ok=True)  # written twice in one run: the last one counts
         self._pending = [(p, f) for p, f in self._pending if f != final]
         self._pending.append((partial, final))
+        return True
 
     def commit(self) -> list[Path]:
         """Every written partial onto its final name; stop signals wait until all are in place."""
@@ -181,7 +182,7 @@ class OutputPlan:
             done: list[Path] = []
             for i, (partial, final) in enumerate(self._pending):
                 try:
-                    os.replace(partial, final)
+                    replace_file(partial, final)
                 except OSError as exc:
                     for p, _ in self._pending[i:]:
                         p.unlink(missing_ok=True)
@@ -222,28 +223,12 @@ def _unblock(newly_blocked: set[int]) -> None:
 def atomic_output(path: PathLike) -> Iterator[Path]:
     """Yield the partial path to write `path` under (same suffix, so encoders pick the format).
 
-    Inside an `OutputPlan` the rename waits for the plan's commit (and the path gets the plan's checks if it
-    was not added up front); outside one, the file is renamed into place as soon as the block succeeds.
+    Inside an `OutputPlan` the path gets the plan's checks if it was not added up front, and its rename waits
+    for the plan's commit; outside one, the file is renamed into place as soon as the block succeeds.
     """
     final = Path(path)
-    plan = _ACTIVE.get()
-    if plan is not None:
+    plan = WRITE_HOLDER.get()
+    if isinstance(plan, OutputPlan):
         plan.claim(final)
-    else:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(final)
-    kept = False
-    try:
+    with atomic_write(final) as partial:
         yield partial
-        if plan is not None:
-            plan._written(partial, final)
-        else:
-            os.replace(partial, final)
-        kept = plan is not None
-    except OSError as exc:
-        if exc.errno in _WRITE_ERRNOS:
-            raise LivedubError(f"{final}: cannot be written ({exc.strerror or exc})") from None
-        raise
-    finally:
-        if not kept:
-            partial.unlink(missing_ok=True)

@@ -18,14 +18,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
-from livedub.engines.audio import SAMPLE_RATE, StreamResampler
+from livedub.engines.audio import OUTPUT_RATE, SAMPLE_RATE, StreamResampler
 from livedub.engines.errors import LivedubError
 from livedub.engines.face import Face
 from livedub.engines.lipsync import AudioTimeline, LipEngine
 from livedub.engines.metrics import RollingStats, StageTimes
 
 from .clock import Clock, VirtualClock
-from .config import OUTPUT_RATE, DubConfig
+from .config import DubConfig
 from .dubtrack import DubTrack
 from .events import EventHub, SessionEvent
 from .face.path import FacePath

@@ -9,10 +9,10 @@ from speech_metrics import wer, words_of
 from livedub.engines.asr import Recognizer
 from livedub.engines.asr.vad import VoiceActivity, speech_spans
 from livedub.engines.asr.whisper import WhisperRecognizer
+from livedub.engines.audio import SAMPLE_RATE
 from livedub.engines.errors import LivedubError, MissingModelError
 from livedub.engines.models import whisper_base_dir, whisper_tiny_en_dir
 
-SR = 16_000
 SENTENCE = "My sister bought three apples and a loaf of bread at the market."
 
 
@@ -53,7 +53,7 @@ def test_language_is_detected_as_english(heard):
 def test_word_timestamps_are_monotonic_and_inside_the_audio(heard, sentence_pcm):
     words = [w for s in heard.segments for w in s.words]
     assert len(words) >= 10
-    duration = len(sentence_pcm) / SR
+    duration = len(sentence_pcm) / SAMPLE_RATE
     for prev, word in zip(words, words[1:], strict=False):
         assert word.start >= prev.end - 1e-6
     assert all(0.0 <= w.start <= w.end <= duration for w in words)
@@ -64,10 +64,10 @@ def test_word_timestamps_are_monotonic_and_inside_the_audio(heard, sentence_pcm)
     "pcm",
     [
         np.zeros(0, np.float32),
-        np.zeros(3 * SR, np.float32),
+        np.zeros(3 * SAMPLE_RATE, np.float32),
         np.zeros(200, np.float32),
-        np.full(SR, np.nan, np.float32),
-        (np.random.default_rng(0).standard_normal(2 * SR) * 1e-4).astype(np.float32),
+        np.full(SAMPLE_RATE, np.nan, np.float32),
+        (np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE) * 1e-4).astype(np.float32),
     ],
     ids=["empty", "silence", "very-short", "all-nan", "faint-noise"],
 )
@@ -97,12 +97,12 @@ def test_english_only_model_refuses_other_languages(tiny, sentence_pcm, request_
 
 def test_unknown_language_code_is_a_clear_error(base):
     with pytest.raises(LivedubError, match="language code"):
-        base.transcribe(np.zeros(SR, np.float32), language="xx")
+        base.transcribe(np.zeros(SAMPLE_RATE, np.float32), language="xx")
 
 
 def test_missing_model_names_the_problem(tmp_path):
     with pytest.raises(MissingModelError, match="model.bin"):
-        WhisperRecognizer(tmp_path).transcribe(np.ones(SR, np.float32) * 0.1)
+        WhisperRecognizer(tmp_path).transcribe(np.ones(SAMPLE_RATE, np.float32) * 0.1)
 
 
 # ---- voice activity ---------------------------------------------------------------------------------
@@ -120,11 +120,11 @@ def two_utterances(english_speech):
     """speech, 1.5 s silence, speech, 1 s silence; with the true voiced intervals."""
     first = english_speech("Good morning everyone.")
     second = english_speech("Let us begin the meeting.")
-    gap, tail = np.zeros(int(1.5 * SR), np.float32), np.zeros(SR, np.float32)
+    gap, tail = np.zeros(int(1.5 * SAMPLE_RATE), np.float32), np.zeros(SAMPLE_RATE, np.float32)
     pcm = np.concatenate([gap, first, gap, second, tail])
     a0, a1 = voiced_edges(first)
     b0, b1 = voiced_edges(second)
-    off2 = (2 * len(gap) + len(first)) / SR
+    off2 = (2 * len(gap) + len(first)) / SAMPLE_RATE
     return pcm, [(1.5 + a0, 1.5 + a1), (off2 + b0, off2 + b1)]
 
 
@@ -139,8 +139,8 @@ def test_vad_finds_speech_spans_within_a_fifth_of_a_second(two_utterances):
 
 def test_vad_on_silence_and_garbage_finds_nothing():
     assert speech_spans(np.zeros(0, np.float32)) == []
-    assert speech_spans(np.zeros(2 * SR, np.float32)) == []
-    assert speech_spans(np.full(SR, np.nan, np.float32)) == []
+    assert speech_spans(np.zeros(2 * SAMPLE_RATE, np.float32)) == []
+    assert speech_spans(np.full(SAMPLE_RATE, np.nan, np.float32)) == []
 
 
 def test_streaming_vad_reports_each_utterance_once(two_utterances):

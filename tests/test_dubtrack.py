@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from livedub.engines.audio import SAMPLE_RATE
 from livedub.engines.types import Phoneme, Speech
 from livedub.realtime.dubtrack import MIN_GAP, DubTrack
 
@@ -14,7 +15,7 @@ def tone(seconds: float, rate: int = 22_050, freq: float = 220.0) -> Speech:
 
 
 def test_overrun_pushes_next_clip_instead_of_overlapping():
-    track = DubTrack(output_rate=16_000)
+    track = DubTrack(output_rate=SAMPLE_RATE)
     a = track.place(tone(2.0), 0.5)
     b = track.place(tone(1.0), 1.0)  # wants to start while a still plays
     assert a.start == 0.5
@@ -27,7 +28,7 @@ def test_overrun_pushes_next_clip_instead_of_overlapping():
 def test_window_is_silent_outside_clips_and_mixes_inside():
     track = DubTrack(output_rate=24_000)
     track.place(tone(1.0), 1.0)
-    assert track.window(-0.5, 0.9).shape == (int(round(1.4 * 16_000)),)
+    assert track.window(-0.5, 0.9).shape == (int(round(1.4 * SAMPLE_RATE)),)
     assert np.all(track.window(-0.5, 0.99) == 0)
     inside = track.window(1.2, 1.4)
     assert np.sqrt(np.mean(inside**2)) > 0.1

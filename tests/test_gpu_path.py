@@ -141,7 +141,7 @@ def test_unknown_backend_is_a_clear_error(models):
 
 
 @pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed here")
-def test_engine_backend_flag_reaches_the_engine(checkpoint, tmp_cache, caplog):
+def test_engine_backend_flag_reaches_the_engine(checkpoint, tmp_cache, tmp_path, caplog):
     """--engine-backend tensorrt on a CPU machine: the dub still runs, on ort-cpu, after one warning."""
     from livedub.engines.lipsync.wav2lip import Wav2LipEngine
     from livedub.realtime.cli import build_parser
@@ -149,7 +149,10 @@ def test_engine_backend_flag_reaches_the_engine(checkpoint, tmp_cache, caplog):
     from livedub.realtime.factory import ModelPool
 
     parser = build_parser()
-    args = parser.parse_args(["lipsync", "--face", "f.jpg", "--audio", "a.wav", "-o", "o.mp4",
+    face, audio = tmp_path / "f.jpg", tmp_path / "a.wav"
+    face.write_bytes(b"x")
+    audio.write_bytes(b"x")  # the inputs must exist before flags become a config; nothing reads them here
+    args = parser.parse_args(["lipsync", "--face", str(face), "--audio", str(audio), "-o", str(tmp_path / "o.mp4"),
                               "--checkpoint", str(checkpoint), "--engine-backend", "tensorrt"])
     assert parser.parse_args(["translate", "in.mp4", "--to", "es", "-o", "o.mp4"]).engine_backend == "auto"
     caplog.set_level(logging.INFO, logger="livedub.lipsync")
@@ -292,22 +295,12 @@ def gpu(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built_plan(gpu, checkpoint, tmp_path_factory):
     """A TensorRT fp16 plan of the random checkpoint, built once into a fresh cache, with its build time."""
-    import os
-
     from livedub.export.tensorrt_build import cached_plan
 
-    old = os.environ.get("LIVEDUB_CACHE")
-    os.environ["LIVEDUB_CACHE"] = str(tmp_path_factory.mktemp("trt-cache"))
-    try:
-        t0 = time.perf_counter()
-        plan = cached_plan(checkpoint, fp16=True, max_batch=16)
-        seconds = time.perf_counter() - t0
-        yield {"plan": plan, "seconds": seconds, "cache": os.environ["LIVEDUB_CACHE"]}
-    finally:
-        if old is None:
-            os.environ.pop("LIVEDUB_CACHE", None)
-        else:
-            os.environ["LIVEDUB_CACHE"] = old
+    cache = tmp_path_factory.mktemp("trt-cache")
+    t0 = time.perf_counter()
+    plan = cached_plan(checkpoint, fp16=True, max_batch=16, cache=cache)
+    return {"plan": plan, "seconds": time.perf_counter() - t0, "cache": cache}
 
 
 @pytest.mark.gpu
@@ -327,24 +320,22 @@ def test_tensorrt_matches_torch_fp32(built_plan, generator):
 
 
 @pytest.mark.gpu
-def test_tensorrt_plan_is_reused(built_plan, checkpoint, monkeypatch):
+def test_tensorrt_plan_is_reused(built_plan, checkpoint):
     from livedub.export.tensorrt_build import cached_plan
 
-    monkeypatch.setenv("LIVEDUB_CACHE", built_plan["cache"])
     plan = built_plan["plan"]
     mtime = plan.stat().st_mtime_ns
     t0 = time.perf_counter()
-    again = cached_plan(checkpoint, fp16=True, max_batch=16)
+    again = cached_plan(checkpoint, fp16=True, max_batch=16, cache=built_plan["cache"])
     assert again == plan and plan.stat().st_mtime_ns == mtime
     assert time.perf_counter() - t0 < max(2.0, built_plan["seconds"] / 5)
 
 
 @pytest.mark.gpu
 def test_auto_picks_tensorrt_on_a_gpu(built_plan, models, checkpoint, monkeypatch, caplog):
-    monkeypatch.setenv("LIVEDUB_CACHE", built_plan["cache"])
     caplog.set_level(logging.INFO, logger="livedub.lipsync")
     from livedub.realtime.factory import build_plan
 
     runner = select_backend("auto", onnx_path=models["fp32"], checkpoint=checkpoint, max_batch=16,
-                            plan_builder=build_plan)
+                            plan_builder=lambda s, b: build_plan(s, b, built_plan["cache"]))
     assert runner.name == "tensorrt" and not _warnings(caplog)

@@ -12,7 +12,7 @@ import pytest
 from speech_metrics import wer, words_of
 
 from livedub.engines import models, registry
-from livedub.engines.audio import resample, rms_db
+from livedub.engines.audio import SAMPLE_RATE, resample, rms_db
 from livedub.engines.errors import MissingModelError
 from livedub.engines.mt.text import split_sentences
 from livedub.engines.settings import Settings
@@ -36,20 +36,20 @@ def spoken(spanish):
 
 
 def _pitch(speech) -> float | None:
-    return median_pitch_hz(resample(speech.pcm, speech.sample_rate, 16_000))
+    return median_pitch_hz(resample(speech.pcm, speech.sample_rate, SAMPLE_RATE))
 
 
 def test_model_is_joined_once_and_verified(tmp_cache):
-    path = models.kokoro_model_path.__wrapped__()
+    path = models.kokoro_model_path.__wrapped__(tmp_cache)
     assert tmp_cache in path.parents
     assert path.stat().st_size == 92_361_271
     assert models.sha256_file(path) == models.KOKORO_SHA256
     mtime = path.stat().st_mtime_ns
-    assert models.kokoro_model_path.__wrapped__() == path
+    assert models.kokoro_model_path.__wrapped__(tmp_cache) == path
     assert path.stat().st_mtime_ns == mtime  # not joined again
     with open(path, "r+b") as f:
         f.truncate(1000)
-    assert models.sha256_file(models.kokoro_model_path.__wrapped__()) == models.KOKORO_SHA256
+    assert models.sha256_file(models.kokoro_model_path.__wrapped__(tmp_cache)) == models.KOKORO_SHA256
 
 
 def test_spanish_comes_back_through_whisper_almost_word_for_word(spoken):
@@ -58,7 +58,7 @@ def test_spanish_comes_back_through_whisper_almost_word_for_word(spoken):
     assert spoken.sample_rate == 24_000 and spoken.pcm.dtype == np.float32
     assert np.all(np.isfinite(spoken.pcm)) and rms_db(spoken.pcm) > -30.0
     heard = WhisperRecognizer(models.whisper_base_dir()).transcribe(
-        resample(spoken.pcm, spoken.sample_rate, 16_000), language="es"
+        resample(spoken.pcm, spoken.sample_rate, SAMPLE_RATE), language="es"
     )
     assert wer(words_of(SPANISH), words_of(heard.text)) <= 0.2, heard.text
 

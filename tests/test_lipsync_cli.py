@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from livedub.engines.audio import write_wav
+from livedub.engines.audio import SAMPLE_RATE, write_wav
 from livedub.engines.lipsync.sync_metric import evaluate_sync
 from livedub.realtime.cli import main
 
@@ -19,10 +19,10 @@ def media(tmp_path_factory, english_speech):
     root = tmp_path_factory.mktemp("lipsync")
     face = root / "astronaut.png"
     cv2.imwrite(str(face), skimage.data.astronaut()[:, :, ::-1])
-    gap = np.zeros(8000, np.float32)
+    gap = np.zeros(SAMPLE_RATE // 2, np.float32)
     pcm = np.concatenate([gap, english_speech("Hello there. This is a short test of the lip sync engine."), gap])
     speech = root / "speech.wav"
-    write_wav(speech, pcm, 16_000)
+    write_wav(speech, pcm, SAMPLE_RATE)
     # a 1 s video of the face drifting slightly: shorter than the speech, so it must loop back and forth
     video = root / "face.mp4"
     img = skimage.data.astronaut()[:, :, ::-1]
@@ -35,7 +35,7 @@ def media(tmp_path_factory, english_speech):
                 c.mux(pkt)
         for pkt in s.encode():
             c.mux(pkt)
-    return root, face, speech, video, len(pcm) / 16_000
+    return root, face, speech, video, len(pcm) / SAMPLE_RATE
 
 
 def probe(path):
@@ -105,7 +105,7 @@ def test_bad_inputs_give_one_clear_message_and_no_output(case, message, media, t
         args = ["--face", str(bad), "--audio", str(speech)]
     elif case == "silent-audio":
         silent = tmp_path / "silent.wav"
-        write_wav(silent, np.zeros(32_000, np.float32), 16_000)
+        write_wav(silent, np.zeros(2 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
         args = ["--face", str(face), "--audio", str(silent)]
     elif case == "missing-audio":
         args = ["--face", str(face), "--audio", str(tmp_path / "nope.wav")]

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from livedub.engines.audio import decode_audio, write_wav
+from livedub.engines.audio import SAMPLE_RATE, decode_audio, write_wav
 from livedub.realtime.cli import main
 
 SENTENCES = ["The house is very big.", "My brother has a red car."]
@@ -17,7 +17,7 @@ SENTENCES = ["The house is very big.", "My brother has a red car."]
 @pytest.fixture(scope="module")
 def english_clip(tmp_path_factory, english_speech):
     """Two English sentences with a pause between them, starting after a short silence."""
-    rate = 16_000
+    rate = SAMPLE_RATE
     gap = np.zeros(int(0.8 * rate), np.float32)
     pcm = np.concatenate([gap, english_speech(SENTENCES[0]), gap, gap, english_speech(SENTENCES[1]), gap])
     path = tmp_path_factory.mktemp("speech") / "talk_en.wav"
@@ -60,11 +60,11 @@ def test_clips_start_at_their_source_and_never_overlap(dubbed):
 def test_output_audio_holds_speech_where_the_transcript_says(dubbed):
     _, wav, doc, duration = dubbed
     pcm = decode_audio(wav)
-    assert len(pcm) / 16_000 >= duration - 0.05
+    assert len(pcm) / SAMPLE_RATE >= duration - 0.05
     for s in doc["segments"]:
-        inside = pcm[int(s["start"] * 16_000) : int(s["end"] * 16_000)]
+        inside = pcm[int(s["start"] * SAMPLE_RATE) : int(s["end"] * SAMPLE_RATE)]
         assert np.sqrt(np.mean(inside**2)) > 0.01
-    before = pcm[: int(doc["segments"][0]["start"] * 16_000) - 800]
+    before = pcm[: int(doc["segments"][0]["start"] * SAMPLE_RATE) - 800]
     assert np.max(np.abs(before), initial=0) < 1e-3
 
 
@@ -106,9 +106,9 @@ def test_bad_inputs_give_one_clear_message_and_no_output(kind, message, tmp_path
         src = tmp_path / "in.mp4"
         src.write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
     elif kind == "silent":
-        write_wav(src, np.zeros(16_000 * 3, np.float32), 16_000)
+        write_wav(src, np.zeros(SAMPLE_RATE * 3, np.float32), SAMPLE_RATE)
     elif kind == "noise":
-        write_wav(src, (0.05 * rng.standard_normal(16_000 * 3)).astype(np.float32), 16_000)
+        write_wav(src, (0.05 * rng.standard_normal(SAMPLE_RATE * 3)).astype(np.float32), SAMPLE_RATE)
     elif kind == "video-without-audio":
         src = tmp_path / "in.mp4"
         _video_without_audio(src)

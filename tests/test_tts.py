@@ -9,7 +9,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from livedub.engines.audio import resample, rms_db
+from livedub.engines.audio import SAMPLE_RATE, resample, rms_db
 from livedub.engines.errors import MissingModelError
 from livedub.engines.models import joe_voice_paths
 from livedub.engines.mt.text import split_sentences
@@ -123,8 +123,8 @@ def test_espeak_unknown_language_is_a_clear_error():
 def test_espeak_male_and_female_variants_have_distinct_registers():
     low = EspeakSynthesizer("es", register="low").synthesize(SPANISH)
     high = EspeakSynthesizer("es", register="high").synthesize(SPANISH)
-    low_hz = median_pitch_hz(resample(low.pcm, low.sample_rate, 16_000))
-    high_hz = median_pitch_hz(resample(high.pcm, high.sample_rate, 16_000))
+    low_hz = median_pitch_hz(resample(low.pcm, low.sample_rate, SAMPLE_RATE))
+    high_hz = median_pitch_hz(resample(high.pcm, high.sample_rate, SAMPLE_RATE))
     assert register_of(low_hz) == "low" and register_of(high_hz) == "high"
 
 
@@ -159,7 +159,7 @@ def test_phonemes_of_nothing_speakable_are_empty():
 # --- pitch and voice choice -------------------------------------------------------------------------------
 
 
-def _harmonic_tone(f0: float, seconds: float = 1.0, rate: int = 16_000) -> np.ndarray:
+def _harmonic_tone(f0: float, seconds: float = 1.0, rate: int = SAMPLE_RATE) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     vibrato = 1.0 + 0.01 * np.sin(2 * np.pi * 5 * t)
     phase = 2 * np.pi * np.cumsum(f0 * vibrato) / rate
@@ -172,8 +172,8 @@ def test_median_pitch_of_a_harmonic_tone(f0):
 
 
 def test_no_pitch_in_silence_or_noise():
-    assert median_pitch_hz(np.zeros(16_000, np.float32)) is None
-    noise = np.random.default_rng(0).normal(0, 0.2, 16_000).astype(np.float32)
+    assert median_pitch_hz(np.zeros(SAMPLE_RATE, np.float32)) is None
+    noise = np.random.default_rng(0).normal(0, 0.2, SAMPLE_RATE).astype(np.float32)
     assert median_pitch_hz(noise) is None
     assert median_pitch_hz(np.zeros(100, np.float32)) is None
 
@@ -188,7 +188,7 @@ def test_choose_voice_follows_the_speakers_register():
 def test_piper_voice_register_is_measured_once_and_cached(tmp_cache):
     model, config = joe_voice_paths()
     undeclared = PiperSynthesizer(model, config)
-    assert voice_register(undeclared) == "low"
+    assert voice_register(undeclared, tmp_cache) == "low"
     stored = json.loads((tmp_cache / "voice_pitch.json").read_text())
     ((key, pitch_hz),) = stored.items()
     assert key.startswith("sha256:") and 70 < pitch_hz < 165

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from speech_metrics import PAUSE_S, two_phrases
 
+from livedub.engines.audio import SAMPLE_RATE
 from livedub.engines.face import Face
 from livedub.engines.face import landmarks as lmk
 from livedub.engines.lipsync import LipEngine, PcmTimeline
@@ -21,7 +22,6 @@ from livedub.engines.lipsync.viseme import VisemeEngine
 from livedub.engines.types import Phoneme
 
 FPS = 25.0
-SR = 16_000
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +40,16 @@ def measure_openings(tracker, frames: list[np.ndarray]) -> np.ndarray:
 
 
 def rms_envelope(pcm: np.ndarray, times: np.ndarray) -> np.ndarray:
-    half = int(SR / FPS / 2)
-    return np.asarray([
-        np.sqrt(np.mean(np.square(pcm[max(int(t * SR) - half, 0) : int(t * SR) + half]))) for t in times
-    ])
+    half = int(SAMPLE_RATE / FPS / 2)
+    centres = (int(t * SAMPLE_RATE) for t in times)
+    return np.asarray([np.sqrt(np.mean(np.square(pcm[max(c - half, 0) : c + half]))) for c in centres])
 
 
 @pytest.fixture(scope="module")
 def dubbed(portrait, speech, tracker):
     """Render the whole clip once; shared by the sync and silence checks."""
     frame, face = portrait
-    times = np.arange(0.0, len(speech) / SR, 1.0 / FPS)
+    times = np.arange(0.0, len(speech) / SAMPLE_RATE, 1.0 / FPS)
     engine = VisemeEngine()
     audio = PcmTimeline(speech)
     engine.render([frame], [face], [0.0], audio)  # warm-up (triangulation, first calls)
@@ -147,7 +146,7 @@ def test_render_is_fast_enough(dubbed):
 
 
 def test_silence_is_closed():
-    audio = PcmTimeline(np.zeros(SR, np.float32))
+    audio = PcmTimeline(np.zeros(SAMPLE_RATE, np.float32))
     assert MouthShapeEstimator().at(audio, 0.5) == CLOSED
 
 
@@ -155,13 +154,13 @@ def test_loud_vowel_opens_and_bilabial_closes(english_speech):
     pcm = english_speech("Aah.")
     audio = PcmTimeline(pcm)
     est = MouthShapeEstimator()
-    times = np.arange(0.0, len(pcm) / SR, 0.02)
+    times = np.arange(0.0, len(pcm) / SAMPLE_RATE, 0.02)
     peak_t = times[int(np.argmax([est.at(audio, t).opening for t in times]))]
     assert est.at(audio, peak_t).opening > 0.6
     # the same audio, but the synthesizer says it was an /m/ then: the lips stay together
-    hum = PcmTimeline(pcm, phonemes=[Phoneme("m", 0.0, len(pcm) / SR)])
+    hum = PcmTimeline(pcm, phonemes=[Phoneme("m", 0.0, len(pcm) / SAMPLE_RATE)])
     assert est.at(hum, peak_t).opening < 0.05
-    vowel = PcmTimeline(pcm, phonemes=[Phoneme("ɑː", 0.0, len(pcm) / SR)])
+    vowel = PcmTimeline(pcm, phonemes=[Phoneme("ɑː", 0.0, len(pcm) / SAMPLE_RATE)])
     assert est.at(vowel, peak_t).opening > 0.6
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from livedub.engines.audio import SAMPLE_RATE
 from livedub.engines.errors import LivedubError
 from livedub.engines.face import Face
 from livedub.engines.lipsync import LipEngine, PcmTimeline
@@ -83,18 +84,18 @@ def test_mel_matches_reference(ref):
 
 
 def test_silence_gives_minus_four_never_nan():
-    for pcm in (np.zeros(16000, np.float32), np.zeros(5, np.float32), np.zeros(0, np.float32),
+    for pcm in (np.zeros(SAMPLE_RATE, np.float32), np.zeros(5, np.float32), np.zeros(0, np.float32),
                 np.array([np.nan, np.inf, -np.inf] * 1000, np.float32)):
         mel = melspectrogram(pcm)
         assert not np.isnan(mel).any()
-    assert (melspectrogram(np.zeros(16000)) == SILENCE).all()
-    assert (mel_window(np.zeros(16000), 3, 25.0) == SILENCE).all()
+    assert (melspectrogram(np.zeros(SAMPLE_RATE)) == SILENCE).all()
+    assert (mel_window(np.zeros(SAMPLE_RATE), 3, 25.0) == SILENCE).all()
 
 
 class _LiveTrack:
     """A timeline that is not a PcmTimeline: only `window()` is public, like the DubTrack."""
 
-    sample_rate = 16_000
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, pcm: np.ndarray):
         self._inner = PcmTimeline(pcm)
@@ -215,17 +216,9 @@ def exported(random_ckpt, tmp_path_factory):
     from livedub.export.onnx_export import cached_onnx
 
     cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("LIVEDUB_CACHE")
-    os.environ["LIVEDUB_CACHE"] = str(cache)
-    try:
-        start = time.perf_counter()
-        path = cached_onnx(random_ckpt)
-        seconds = time.perf_counter() - start
-    finally:
-        if old is None:
-            os.environ.pop("LIVEDUB_CACHE")
-        else:
-            os.environ["LIVEDUB_CACHE"] = old
+    start = time.perf_counter()
+    path = cached_onnx(random_ckpt, cache)
+    seconds = time.perf_counter() - start
     return {"path": path, "seconds": seconds, "cache": cache}
 
 
@@ -252,19 +245,18 @@ def test_onnx_matches_torch_with_dynamic_batch(exported, random_ckpt):
         assert np.abs(got - want).max() <= 1e-3
 
 
-def test_export_is_cached_by_checkpoint_hash(exported, random_ckpt, monkeypatch):
+def test_export_is_cached_by_checkpoint_hash(exported, random_ckpt):
     from livedub.engines.models import sha256_file
     from livedub.export.onnx_export import cached_onnx
 
-    monkeypatch.setenv("LIVEDUB_CACHE", str(exported["cache"]))
     path = exported["path"]
     assert path == exported["cache"] / "wav2lip" / f"{sha256_file(random_ckpt)}.onnx"
     mtime = path.stat().st_mtime_ns
     start = time.perf_counter()
-    again = cached_onnx(random_ckpt)
+    again = cached_onnx(random_ckpt, exported["cache"])
     assert again == path and path.stat().st_mtime_ns == mtime
     assert time.perf_counter() - start < exported["seconds"] / 3
-    assert not [p for p in path.parent.iterdir() if p.suffix == ".tmp"]
+    assert not [p for p in path.parent.iterdir() if "partial" in p.name]
 
 
 # -- engine ----------------------------------------------------------------------------------------------
@@ -396,10 +388,9 @@ def test_int8_close_to_fp32(exported, astronaut, speech, monkeypatch):
     print(f"int8 vs fp32 (random weights, real crops): {err}")
     assert err["mean_abs"] < 0.05
     # the engine picks the cached int8 model instead of calibrating again
-    monkeypatch.setenv("LIVEDUB_CACHE", str(exported["cache"]))
     mtime = int8.stat().st_mtime_ns
     engine = Wav2LipEngine(onnx_path=exported["path"], providers=["CPUExecutionProvider"], int8=True,
-                           quantizer=quantize_int8)
+                           quantizer=quantize_int8, cache=exported["cache"])
     out = engine.render([frame], [face], [0.5], PcmTimeline(speech))[0]
     assert out.shape == frame.shape and not np.array_equal(out, frame)
     assert int8.stat().st_mtime_ns == mtime

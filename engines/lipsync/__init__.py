@@ -12,10 +12,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE, resample
 from ..face import Face
 from ..types import Phoneme
-
-TIMELINE_RATE = 16_000
 
 
 @runtime_checkable
@@ -36,13 +35,11 @@ class AudioTimeline(Protocol):
 class PcmTimeline:
     """An `AudioTimeline` over one PCM buffer that starts at time 0 (file inputs, tests)."""
 
-    def __init__(self, pcm: np.ndarray, sample_rate: int = TIMELINE_RATE, phonemes: Sequence[Phoneme] = ()):
-        if sample_rate != TIMELINE_RATE:
-            from ..audio import resample
-
-            pcm = resample(pcm, sample_rate, TIMELINE_RATE)
+    def __init__(self, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE, phonemes: Sequence[Phoneme] = ()):
+        if sample_rate != SAMPLE_RATE:
+            pcm = resample(pcm, sample_rate, SAMPLE_RATE)
         self.pcm = np.nan_to_num(np.asarray(pcm, dtype=np.float32))
-        self.sample_rate = TIMELINE_RATE
+        self.sample_rate = SAMPLE_RATE
         self._phonemes = list(phonemes)
 
     @property

@@ -37,19 +37,20 @@ class Runner(Protocol):
     def run(self, mel: np.ndarray, face: np.ndarray) -> np.ndarray: ...
 
 
-def default_providers() -> list:
-    """TensorRT, then CUDA, then CPU: whatever this onnxruntime build offers, fastest first."""
+def default_providers(cache: Path | None = None) -> list:
+    """TensorRT, then CUDA, then CPU: whatever this onnxruntime build offers, fastest first (the TensorRT EP
+    keeps its engines in `cache`, the caller's `Settings.cache`)."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     names = [n for n in ("ort-trt", "ort-cuda") if _PROVIDER_OF[n] in available]
-    return [_provider(n) for n in names] + ["CPUExecutionProvider"]
+    return [_provider(n, cache) for n in names] + ["CPUExecutionProvider"]
 
 
-def _provider(name: str):
-    """The ORT provider entry for a backend name; the TensorRT EP caches its engines under cache_dir()."""
+def _provider(name: str, cache: Path | None):
+    """The ORT provider entry for a backend name; the TensorRT EP caches its engines under `cache`."""
     if name == "ort-trt":
-        trt_cache = cache_dir() / "wav2lip" / "trt"
+        trt_cache = cache_dir(cache) / "wav2lip" / "trt"
         trt_cache.mkdir(parents=True, exist_ok=True)
         return ("TensorrtExecutionProvider", {
             "trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache),
@@ -209,7 +210,7 @@ PlanBuilder = Callable[[Path, int], Path]  # (checkpoint or ONNX, max batch) →
 
 
 def _start(name: str, onnx_path: Path, *, source: Path | None, plan_path: Path | None, threads: int | None,
-           max_batch: int, plan_builder: PlanBuilder | None) -> Runner:
+           max_batch: int, plan_builder: PlanBuilder | None, cache: Path | None) -> Runner:
     """Start one backend or raise LivedubError saying why it cannot run here."""
     if name == "tensorrt":
         if plan_path is None:
@@ -226,7 +227,7 @@ def _start(name: str, onnx_path: Path, *, source: Path | None, plan_path: Path |
 
         if provider not in ort.get_available_providers():
             raise MissingModelError(f"this onnxruntime has no {provider}: pip install 'livedub[gpu]'")
-    providers = [_provider(name)] + (["CPUExecutionProvider"] if name != "ort-cpu" else [])
+    providers = [_provider(name, cache)] + (["CPUExecutionProvider"] if name != "ort-cpu" else [])
     runner = OrtRunner(onnx_path, providers, threads)
     if runner.name != name:  # ORT starts anyway and silently runs on the CPU when the GPU libraries fail
         raise MissingModelError(f"onnxruntime could not start {provider} (CUDA/cuDNN/TensorRT libraries or GPU "
@@ -236,12 +237,14 @@ def _start(name: str, onnx_path: Path, *, source: Path | None, plan_path: Path |
 
 def select_backend(choice: str = "auto", *, onnx_path: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
                    plan_path: str | os.PathLike | None = None, threads: int | None = None,
-                   max_batch: int = 64, plan_builder: PlanBuilder | None = None) -> Runner:
+                   max_batch: int = 64, plan_builder: PlanBuilder | None = None,
+                   cache: Path | None = None) -> Runner:
     """A runner for `choice` ("auto" or one of BACKENDS), falling back down BACKENDS when it cannot start.
 
     auto logs its pick in one info line; an explicit choice that falls back logs one warning naming why.
     `checkpoint` keys the TensorRT plan cache (else the ONNX file does); `plan_path` skips the build, else
-    `plan_builder` makes the plan (the ModelPool passes export's cached builder).
+    `plan_builder` makes the plan (the ModelPool passes export's cached builder). `cache` (`Settings.cache`)
+    holds the engines the TensorRT EP builds.
     """
     if choice not in CHOICES:
         raise LivedubError(f"engine backend {choice!r}: choose one of {', '.join(CHOICES)}")
@@ -252,7 +255,7 @@ def select_backend(choice: str = "auto", *, onnx_path: str | os.PathLike, checkp
         try:
             runner = _start(name, onnx_path, source=Path(checkpoint) if checkpoint else None,
                             plan_path=Path(plan_path) if plan_path else None, threads=threads, max_batch=max_batch,
-                            plan_builder=plan_builder)
+                            plan_builder=plan_builder, cache=cache)
         except Exception as exc:  # a GPU stack can fail in many ways; each only means "not here"
             if name == "ort-cpu":
                 raise

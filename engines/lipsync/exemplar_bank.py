@@ -16,7 +16,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..face import Face
 from ..face import landmarks as lmk
+from ..files import atomic_write
 
 FORMAT_VERSION = 2  # 2 added pitch and the speaker's pose history
 READABLE_VERSIONS = (1, 2)
@@ -312,24 +312,14 @@ class MouthBank:
     # -- persistence -----------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the bank to an .npz (compressed; the crops dominate). Atomic: a temporary file in the same
-        folder replaces the target, so a crash mid-write never leaves half a bank where a good one was."""
+        """Write the bank to an .npz (compressed; the crops dominate), atomically (`engines.files`): a crash
+        mid-write never leaves half a bank where a good one was, and a run's `OutputPlan` commits it with
+        the run's other outputs."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         config = {k: getattr(self, k) for k in _CONFIG}
         w, h = self.size
-        n = len(self._items)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                self._write(fh, config, n, w, h)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a bank is an ordinary user file
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as partial, open(partial, "wb") as fh:
+            self._write(fh, config, len(self._items), w, h)
         return path
 
     def _write(self, fh, config: dict, n: int, w: int, h: int) -> None:

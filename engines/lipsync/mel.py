@@ -15,7 +15,8 @@ from functools import cache
 import numpy as np
 from scipy.signal import lfilter
 
-SAMPLE_RATE = 16_000
+from ..audio import SAMPLE_RATE
+
 N_FFT = 800
 HOP = 200
 N_MELS = 80

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from ..types import Phoneme
 from . import AudioTimeline
 
@@ -55,11 +56,10 @@ _VISEMES: dict[str, tuple[float, float, float]] = {
 _AFFRICATES = {"tʃ": "ʃ", "dʒ": "ʒ", "ts": "s", "dz": "z"}
 _SKIP = set("ˈˌːˑ.|‖ ")
 
-SR = 16_000
 _HOP = 0.010
 _WIN = 400  # 25 ms analysis window
 _NFFT = 512
-_FREQS = np.fft.rfftfreq(_NFFT, 1.0 / SR)
+_FREQS = np.fft.rfftfreq(_NFFT, 1.0 / SAMPLE_RATE)
 _SPEECH = (_FREQS >= 250) & (_FREQS < 4000)
 _FRIC = (_FREQS >= 4000) & (_FREQS < 7800)
 _LOW = (_FREQS >= 250) & (_FREQS < 1000)  # F1 and the voice's low harmonics
@@ -104,9 +104,9 @@ class MouthShapeEstimator:
 
     def _targets(self, audio: AudioTimeline, centres: np.ndarray) -> np.ndarray:
         """Raw (opening, width, rounding) per analysis centre, shape (n, 3)."""
-        half = _WIN / (2 * SR)
-        pcm = audio.window(float(centres[0]) - half, float(centres[-1]) + half + 1.0 / SR)
-        hop = int(round(_HOP * SR))
+        half = _WIN / (2 * SAMPLE_RATE)
+        pcm = audio.window(float(centres[0]) - half, float(centres[-1]) + half + 1.0 / SAMPLE_RATE)
+        hop = int(round(_HOP * SAMPLE_RATE))
         n = len(centres)
         need = (n - 1) * hop + _WIN
         if len(pcm) < need:

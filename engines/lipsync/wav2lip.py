@@ -104,8 +104,8 @@ class Wav2LipEngine:
 
     `backend` picks where the generator runs (see `backends.select_backend`: auto, tensorrt, ort-trt, ort-cuda,
     ort-cpu); explicit ORT `providers` bypass the choice. `int8=True` runs a static-int8 model calibrated on
-    the first batch this engine renders (the user's own face and speech) and cached beside the fp32 model;
-    faster on CPUs, slightly less exact.
+    the first batch this engine renders (the user's own face and speech) and cached beside the fp32 model in
+    `cache` (`Settings.cache`); faster on CPUs, slightly less exact.
     """
 
     name = "wav2lip"
@@ -115,7 +115,8 @@ class Wav2LipEngine:
                  plan_builder: PlanBuilder | None = None, quantizer: Quantizer | None = None,
                  plan_path: str | os.PathLike | None = None, max_batch: int = 64, batch_size: int = 8,
                  pads: tuple[int, int, int, int] = (0, 10, 0, 0), int8: bool = False, colour_match: bool = True,
-                 silence_db: float = -50.0, silence_margin: float = 0.2, threads: int | None = None):
+                 silence_db: float = -50.0, silence_margin: float = 0.2, threads: int | None = None,
+                 cache: Path | None = None):
         if onnx_path is None:
             raise MissingModelError(
                 "Wav2Lip needs a model: pass --checkpoint wav2lip_gan.pth (or wav2lip.pth) from the "
@@ -131,19 +132,21 @@ class Wav2LipEngine:
         self.silence_margin = max(float(silence_margin), 0.0)
         self._closer = VisemeEngine()  # closes the mouth in silence, no weights needed
         self.threads = threads
+        self.cache = cache
         self.int8 = int8
         if int8 and quantizer is None:
             raise MissingModelError("int8 Wav2Lip needs a quantizer (the ModelPool passes export's)")
         self._quantizer = quantizer
         self._runner: Runner | None = None
         if int8 or providers is not None:  # int8 opens once calibrated, on these providers
-            self.providers = list(providers) if providers is not None else default_providers()
+            self.providers = list(providers) if providers is not None else default_providers(cache)
             if not int8:
                 self._runner = OrtRunner(self.onnx_path, self.providers, threads)
         else:
             self._runner = select_backend(backend, onnx_path=self.onnx_path, checkpoint=checkpoint,
                                           plan_path=plan_path, threads=threads,
-                                          max_batch=max(int(max_batch), self.batch_size), plan_builder=plan_builder)
+                                          max_batch=max(int(max_batch), self.batch_size), plan_builder=plan_builder,
+                                          cache=cache)
             self.providers = list(getattr(self._runner, "providers", []))
 
     @property
@@ -208,7 +211,7 @@ class Wav2LipEngine:
         return np.concatenate(outs).astype(np.float32, copy=False)
 
     def _int8_model(self, faces: np.ndarray, mels: np.ndarray) -> Path:
-        target = cache_dir() / "wav2lip" / f"{sha256_file(self.onnx_path)}.int8.onnx"
+        target = cache_dir(self.cache) / "wav2lip" / f"{sha256_file(self.onnx_path)}.int8.onnx"
         if not target.exists():
             log.info("calibrating int8 Wav2Lip on %d face crops (once per model)", len(faces))
             self._quantizer(self.onnx_path, target, faces, mels)

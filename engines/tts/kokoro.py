@@ -10,7 +10,9 @@ tensor as a second output (in memory), which gives phoneme timings for the lip e
 timings), so the boundaries are moved that much earlier.
 
 The five voices were recorded in Japanese; their names give the register (jf_* female, jm_* male), so the
-speaker's pitch picks among them without measuring. Other languages come out with a light accent.
+speaker's pitch picks among them without measuring. Other languages come out with a light accent, unless
+`livedub models get kokoro-voices` fetched Kokoro's native voices: each is a `.bin` style table whose name
+gives its language and register the same way ("ff_siwis": French, female), used with the same model.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingModelError
+from ..errors import BadInputError, MissingModelError
 from ..mt.text import chunk_text, split_sentences
 from ..types import Phoneme, Speech
 from .phonemes import phonemize
@@ -36,6 +39,10 @@ VOICES: dict[str, str] = {  # voice → register
     "jf_alpha": "high", "jf_gongitsune": "high", "jf_nezumi": "high", "jf_tebukuro": "high", "jm_kumo": "low",
 }
 DEFAULT_VOICE = {"high": "jf_alpha", "low": "jm_kumo"}
+STYLE_DIM = 256  # one style row per token count
+# a voice name's first letter: the language it was recorded in; its second: f (high register) or m (low)
+VOICE_LANGUAGES = {"a": "en", "b": "en-gb", "e": "es", "f": "fr", "h": "hi", "i": "it", "j": "ja", "p": "pt",
+                   "z": "zh"}
 SPEED_RANGE = (0.5, 2.0)  # what the duration predictor stays sensible over
 SOUND_LEAD_S = 0.04  # the decoder's sound leads the aligned frames by this much
 
@@ -71,30 +78,36 @@ def default_threads() -> int:
 
 class KokoroSynthesizer:
     """Speaks one language with one Kokoro voice. Loads on first use; one model is shared by every voice and
-    language in the process (the weights are read-only and a session serves several threads)."""
+    language in the process (the weights are read-only and a session serves several threads), joined on first
+    use into `cache` (`Settings.cache`)."""
 
     sample_rate = SAMPLE_RATE
 
     def __init__(
-        self, language: str, *, voice: str | None = None, register: str | None = None, threads: int | None = None
+        self, language: str, *, voice: str | None = None, register: str | None = None, threads: int | None = None,
+        cache: Path | None = None, voice_file: Path | None = None,
     ) -> None:
         if register is not None and register not in DEFAULT_VOICE:
             raise ValueError(f"register must be 'low' or 'high', got {register!r}")
+        if voice_file is not None:  # a fetched voice: its style table is that file
+            voice = voice or Path(voice_file).stem
         voice = voice or DEFAULT_VOICE[register or "high"]
-        if voice not in VOICES:
+        if voice_file is None and voice not in VOICES:
             raise ValueError(f"Kokoro voice must be one of {', '.join(VOICES)}, got {voice!r}")
         self.language = language.strip().replace("_", "-").lower()
         base = self.language.split("-")[0]
         self.espeak_voice = self.language if "-" in self.language else _ESPEAK_VOICE.get(base, base)
         self.voice = voice
-        self.register = VOICES[voice]
+        self.voice_file = Path(voice_file) if voice_file is not None else None
+        self.register = VOICES.get(voice) or voice_register(voice) or "high"
         self.threads = threads or default_threads()
+        self.cache = cache
         self.name = f"kokoro:{voice}:{self.espeak_voice}"
 
     @property
     def has_phoneme_timings(self) -> bool:
         """Whether the graph exposes its token durations (loads the model)."""
-        return _model(self.threads).has_durations
+        return _model(self.threads, self.cache).has_durations
 
     def phonemes(self, text: str) -> str:
         """The symbol string Kokoro reads for `text`: espeak-ng IPA with multi-letter phonemes joined."""
@@ -121,8 +134,8 @@ class KokoroSynthesizer:
                 yield speech
 
     def _speak(self, sentence: str, speed: float) -> Speech:
-        model = _model(self.threads)
-        style = model.styles[self.voice]
+        model = _model(self.threads, self.cache)
+        style = _file_styles(self.voice_file) if self.voice_file is not None else model.styles[self.voice]
         pieces: list[np.ndarray] = []
         spans = []
         offset = 0
@@ -140,6 +153,39 @@ class KokoroSynthesizer:
             offset += len(audio)
         pcm = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         return Speech(pcm, SAMPLE_RATE, text=sentence, phonemes=tuple(spans))
+
+
+def voice_language(name: str) -> str | None:
+    """The language a Kokoro voice was recorded in, from its name ("ef_dora" → "es"); None if unknown."""
+    return VOICE_LANGUAGES.get(name[:1]) if name[2:3] == "_" else None
+
+
+def voice_register(name: str) -> str | None:
+    """'high' for a female (xf_*) voice, 'low' for a male (xm_*) one, from its name; None if unknown."""
+    return {"f": "high", "m": "low"}.get(name[1:2]) if name[2:3] == "_" else None
+
+
+def read_voice_file(path: Path) -> np.ndarray:
+    """A fetched voice's style table (.bin: little-endian float32 rows of 256, one per token count), checked."""
+    try:
+        data = np.fromfile(path, dtype="<f4")
+    except OSError as exc:
+        raise MissingModelError(f"Kokoro voice {path}: cannot be read ({exc.strerror or exc})") from None
+    if data.size % STYLE_DIM or data.size // STYLE_DIM < MAX_TOKENS or not np.isfinite(data).all():
+        raise BadInputError(f"Kokoro voice {path}: not a voice style table (float32 rows of {STYLE_DIM}, at least "
+                            f"{MAX_TOKENS} of them)")
+    return data.reshape(-1, STYLE_DIM)
+
+
+_file_styles_memo: dict[Path, np.ndarray] = {}
+
+
+def _file_styles(path: Path) -> np.ndarray:
+    """A fetched voice's styles, read once per process."""
+    with _models_lock:
+        if path not in _file_styles_memo:
+            _file_styles_memo[path] = read_voice_file(path)
+        return _file_styles_memo[path]
 
 
 def _earlier(spans: list[Phoneme], lead: float) -> list[Phoneme]:
@@ -184,20 +230,20 @@ def _run(model: _Model, ids: list[int], style: np.ndarray, speed: float):
     return audio, frames
 
 
-def _model(threads: int) -> _Model:
+def _model(threads: int, cache: Path | None) -> _Model:
     with _models_lock:
-        if threads not in _models:
-            _models[threads] = _load(threads)
+        if threads not in _models:  # one verified model whichever cache joined it
+            _models[threads] = _load(threads, cache)
         return _models[threads]
 
 
-def _load(threads: int) -> _Model:
+def _load(threads: int, cache: Path | None) -> _Model:
     import onnx
     import onnxruntime
 
     from ..models import kokoro_data_paths, kokoro_model_path
 
-    path = kokoro_model_path()
+    path = kokoro_model_path(cache)
     vocab_path, voices_path = kokoro_data_paths()
     try:
         vocab = json.loads(vocab_path.read_text("utf-8"))["vocab"]

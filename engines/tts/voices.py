@@ -10,9 +10,13 @@ import json
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
+
+from ..audio import SAMPLE_RATE, resample
+from ..files import atomic_write
 
 Register = Literal["low", "high"]
 REGISTER_SPLIT_HZ = 165.0  # between typical adult male (~85–155 Hz) and female (~165–255 Hz) speaking F0
@@ -23,11 +27,12 @@ _YIN_THRESHOLD = 0.15  # CMND dip below this = periodic frame
 _MAX_ANALYSED_S = 30.0
 _MIN_VOICED_FRAMES = 5  # 50 ms of voicing before a median means anything
 _PROBE_PHRASE = "A, e, i, o, u. Mama, ama, oma, una. Hello, one, two, three."
+PITCH_FILE = "voice_pitch.json"  # measured voice pitches in the cache, by model-file hash
 
 V = TypeVar("V")
 
 
-def median_pitch_hz(pcm16k: np.ndarray, sample_rate: int = 16_000) -> float | None:
+def median_pitch_hz(pcm16k: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float | None:
     """Median F0 of the voiced frames (YIN), or None when nothing in the buffer is periodic speech.
 
     A long input is measured on evenly spaced excerpts totalling `_MAX_ANALYSED_S`: a register needs seconds,
@@ -114,47 +119,46 @@ _pitch_lock = threading.Lock()
 _pitch_memo: dict[str, float | None] = {}
 
 
-def voice_pitch_hz(voice) -> float | None:
-    """Median pitch of `voice` speaking a short phrase; cached by model-file hash (or by name)."""
+def voice_pitch_hz(voice, cache: Path | None = None) -> float | None:
+    """Median pitch of `voice` speaking a short phrase, measured once per process and kept by model-file
+    hash in `cache`/voice_pitch.json for later runs (`Settings.cache`; None: this process only)."""
     key = _voice_key(voice)
+    store = cache / PITCH_FILE if cache is not None and key.startswith("sha256:") else None
     with _pitch_lock:
         if key in _pitch_memo:
             return _pitch_memo[key]
-        stored = _load_pitch_cache()
+        stored = _load_pitches(store)
         if key in stored:
             _pitch_memo[key] = stored[key]
             return stored[key]
-    from ..audio import resample
-
     speech = voice.synthesize(_PROBE_PHRASE)
-    pitch = median_pitch_hz(resample(speech.pcm, speech.sample_rate, 16_000))
+    pitch = median_pitch_hz(resample(speech.pcm, speech.sample_rate, SAMPLE_RATE))
     with _pitch_lock:
         _pitch_memo[key] = pitch
-        if key.startswith("sha256:"):
-            stored = _load_pitch_cache()
-            stored[key] = pitch
-            _save_pitch_cache(stored)
+        if store is not None:
+            _save_pitches(store, {**_load_pitches(store), key: pitch})
     return pitch
 
 
-def voice_register(voice) -> Register | None:
+def voice_register(voice, cache: Path | None = None) -> Register | None:
     """The voice's declared register, else the one measured from its speech (None if unmeasurable)."""
     declared = getattr(voice, "register", None)
     if declared in ("low", "high"):
         return declared
-    pitch = voice_pitch_hz(voice)
+    pitch = voice_pitch_hz(voice, cache)
     return None if pitch is None else register_of(pitch)
 
 
-def choose_voice(candidates: Sequence[V], pitch_hz: float | None) -> V:
-    """The candidate whose register matches the speaker's; the first one when pitch or choice is missing."""
+def choose_voice(candidates: Sequence[V], pitch_hz: float | None, *, cache: Path | None = None) -> V:
+    """The candidate whose register matches the speaker's; the first one when pitch or choice is missing.
+    `cache` keeps measured registers between runs (see `voice_pitch_hz`)."""
     if not candidates:
         raise ValueError("choose_voice needs at least one candidate voice")
     if pitch_hz is None or len(candidates) == 1:
         return candidates[0]
     wanted = register_of(pitch_hz)
     for voice in candidates:
-        if voice_register(voice) == wanted:
+        if voice_register(voice, cache) == wanted:
             return voice
     return candidates[0]
 
@@ -179,25 +183,19 @@ def _hash_memo(path: str, hasher) -> str:
     return _hash_cache[key]
 
 
-def _pitch_cache_path():
-    from ..models import cache_dir
-
-    return cache_dir() / "voice_pitch.json"
-
-
-def _load_pitch_cache() -> dict[str, float | None]:
+def _load_pitches(store: Path | None) -> dict[str, float | None]:
+    if store is None:
+        return {}
     try:
-        data = json.loads(_pitch_cache_path().read_text("utf-8"))
+        data = json.loads(store.read_text("utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _save_pitch_cache(data: dict[str, float | None]) -> None:
-    path = _pitch_cache_path()
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+def _save_pitches(store: Path, data: dict[str, float | None]) -> None:
     try:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), "utf-8")
-        os.replace(tmp, path)
+        with atomic_write(store) as partial:
+            partial.write_text(json.dumps(data, indent=1, sort_keys=True), "utf-8")
     except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only cache only costs a re-measure next run
+        pass  # a read-only cache only costs a re-measure next run

@@ -7,7 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from livedub.engines.audio import write_wav
+import numpy as np
+
+from livedub.engines.audio import SAMPLE_RATE, write_wav
+from livedub.engines.tts.sample_speech import say_english
 
 from ..config import DubConfig
 from ..factory import ModelPool
@@ -46,14 +49,17 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     face = out / "face.png"  # NASA portrait of Eileen Collins, public domain, shipped with scikit-image
     cv2.imwrite(str(face), skimage.data.astronaut()[:, :, ::-1])
-    pool = ModelPool()
+    with ModelPool() as pool:
+        return _dub_samples(args, out, face, pool)
+
+
+def _dub_samples(args: argparse.Namespace, out: Path, face: Path, pool: ModelPool) -> int:
     samples = [("en", DEMO_TEXT, 1.0, "es", "auto"), ("es", DEMO_TEXT_ES, 0.85, "en", "whisper")]
     for source, text, speed, target, mt in samples:
-        voice = pool.synthesizer(source)
-        speech_in = voice.synthesize(text, speed=speed)
+        pcm, rate, voice_name = _sample_speech(pool, source, text, speed)
         sample = out / f"sample_{source}.wav"
-        write_wav(sample, speech_in.pcm, speech_in.sample_rate)
-        print(f"\n== {source} → {target}: {sample} ({speech_in.duration:.1f} s, {voice.name})", file=sys.stderr)
+        write_wav(sample, pcm, rate)
+        print(f"\n== {source} → {target}: {sample} ({len(pcm) / rate:.1f} s, {voice_name})", file=sys.stderr)
         video, report = out / f"demo_{target}.mp4", out / f"demo_{target}.json"
         session = DubSession(DubConfig(target=target, source=source, mt=mt), pool)
         job = TranslateJob(input=face, output=video, audio=sample, subs=True, report=report)
@@ -72,3 +78,13 @@ def run(args: argparse.Namespace) -> int:
 
         return live_demo(out, face, out / "sample_en.wav", pool, quiet=args.quiet)
     return 0
+
+
+def _sample_speech(pool: ModelPool, language: str, text: str, speed: float) -> tuple[np.ndarray, int, str]:
+    """The demo's input speech (PCM, rate, voice): English from the joe voice with Piper's noise off, so
+    every run dubs the same sample; other languages from the pool's voice for them."""
+    if language == "en" and speed == 1.0:
+        return say_english(text), SAMPLE_RATE, "piper:en_US-joe-medium (noise off)"
+    voice = pool.synthesizer(language)
+    speech = voice.synthesize(text, speed=speed)
+    return speech.pcm, speech.sample_rate, voice.name

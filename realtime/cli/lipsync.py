@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     plan = output_plan(args, config.settings)
     plan.add("-o", args.output, VIDEO)
     plan.add("--bank", args.bank, BANK)
-    with plan:  # the video and the bank appear together when the run succeeds, neither otherwise
-        session = DubSession(config, ModelPool(config.settings))
+    # the video and the bank appear together when the run succeeds, neither otherwise
+    with plan, ModelPool(config.settings) as pool:
+        session = DubSession(config, pool)
         try:
             with progress_bar(args, "lip-sync", "frame") as bar:
                 out = lipsync_file(session, args.face, args.audio, args.output, progress=bar.update,

@@ -40,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
     plan = output_plan(args, config.settings)
     plan.add("-o", args.output, WAV)
     plan.add("--transcript", args.transcript, JSON)
-    with plan:  # the speech and its transcript appear together when the run succeeds, neither otherwise
+    # the speech and its transcript appear together when the run succeeds, neither otherwise
+    with plan, ModelPool(config.settings) as pool:
         pcm = decode_audio(args.input)
-        session = DubSession(config, ModelPool(config.settings), video=False)
+        session = DubSession(config, pool, video=False)
         with progress_bar(args, "dubbing", "sentence") as bar:
             result = session.dub_recording(pcm, progress=bar.update,
                                            total=lambda n: (setattr(bar, "total", n), bar.refresh()))

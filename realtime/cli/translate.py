@@ -104,8 +104,9 @@ def plan_outputs(args: argparse.Namespace, config, job: TranslateJob) -> OutputP
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     job = job_from(args)
-    with plan_outputs(args, config, job):  # all of them appear when the run succeeds, none otherwise
-        session = DubSession(config, ModelPool(config.settings))
+    # all outputs appear when the run succeeds, none otherwise; the pool's workers and pipelines stop with it
+    with plan_outputs(args, config, job), ModelPool(config.settings) as pool:
+        session = DubSession(config, pool)
         try:
             with progress_bar(args, "dubbing video", "frame") as bar:
                 out = translate_file(session, job, progress=bar.update, total=lambda n: setattr(bar, "total", n))
