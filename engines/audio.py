@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInputError
+from .files import check_input_file
 
 SAMPLE_RATE = 16_000  # recognizers, VAD, pitch, the mouth's audio timeline and the Wav2Lip mel work at this rate
 OUTPUT_RATE = 48_000  # the rate of every translated audio output (mp4 AAC, virtual microphone, WebRTC opus)
@@ -50,10 +51,7 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.
     import av
 
     path = Path(path)
-    if not path.exists():
-        raise BadInputError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise BadInputError(f"{path}: the file is empty")
+    check_input_file(path, what="an audio or video file")
     try:
         container = av.open(str(path))
     except Exception as exc:  # av raises many InvalidData/FFmpeg error types

@@ -1,4 +1,5 @@
-"""The one way livedub writes a file: a reader finds the old file or the whole new one, never half of one.
+"""How livedub reads and writes files. Reading: `check_input_file`, one clear refusal for what cannot be read
+(missing, a folder, a pipe, empty). Writing: a reader finds the old file or the whole new one, never half of one.
 
 `atomic_write(path)` yields a hidden partial name beside `path` (same folder, so the final rename is atomic;
 same suffix, so encoders pick the format by it). When the block succeeds the partial is flushed to disk and
@@ -16,11 +17,12 @@ import contextvars
 import errno
 import itertools
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from .errors import WriteError
+from .errors import BadInputError, LivedubError, WriteError
 
 # Write failures that are the user's to fix (disk full, quota, read-only disk, file too large), not bugs.
 USER_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
@@ -86,3 +88,28 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if not handed_over:
             partial.unlink(missing_ok=True)
+
+
+def check_input_file(path: str | os.PathLike, label: str | None = None, what: str = "a file", *,
+                     error: type[LivedubError] = BadInputError) -> None:
+    """A file a run will read: it exists, is a regular file and is not empty; else one clear error.
+
+    Only `stat` is used, so a named pipe is never opened (opening one blocks until a writer comes). Pipes and
+    devices are refused: inputs are read more than once (probed, then decoded).
+    """
+    label = label or str(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{label}: no such file") from None
+    except OSError as exc:
+        raise error(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise error(f"{label}: is a folder, not a file (pass {what})")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
+                else "a device")
+        raise error(f"{label}: is {kind}, not a regular file; livedub reads an input more than once, "
+                            "so save it to a file first")
+    if info.st_size == 0:
+        raise error(f"{label}: the file is empty")

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livedub.engines.errors import LivedubError
-from livedub.engines.files import atomic_write
+from livedub.engines.files import atomic_write, check_input_file
 from livedub.engines.models import cache_dir, sha256_file
 
 INPUT_NAMES = ("mel", "face")
@@ -120,8 +119,7 @@ def cached_onnx(checkpoint_path: str | os.PathLike, cache: Path | None = None) -
     """The fp32 ONNX of a checkpoint in `cache`/wav2lip/<sha256>.onnx (`Settings.cache`), exported on first
     use only."""
     checkpoint_path = Path(checkpoint_path)
-    if not checkpoint_path.is_file():
-        raise LivedubError(f"{checkpoint_path}: no such file (pass the path of wav2lip.pth or wav2lip_gan.pth)")
+    check_input_file(checkpoint_path, what="a Wav2Lip checkpoint such as wav2lip_gan.pth")
     target = cache_dir(cache) / "wav2lip" / f"{sha256_file(checkpoint_path)}.onnx"
     if not target.exists():
         export_onnx(checkpoint_path, target)

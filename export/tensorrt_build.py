@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from livedub.engines.errors import LivedubError
-from livedub.engines.files import atomic_write
+from livedub.engines.files import atomic_write, check_input_file
 from livedub.engines.gpu import INSTALL_HINT, driver_version, gpu_name, require_tensorrt  # noqa: F401 (re-exported)
 from livedub.engines.models import cache_dir, sha256_file
 
@@ -103,8 +103,7 @@ def cached_plan(checkpoint_path: str | os.PathLike, *, fp16: bool = True, max_ba
     """
     require_tensorrt()  # fail in a moment on CPU machines, before hashing or exporting anything
     source = Path(checkpoint_path)
-    if not source.is_file():
-        raise LivedubError(f"{source}: no such file (pass wav2lip_gan.pth or an exported .onnx)")
+    check_input_file(source, what="wav2lip_gan.pth or an exported .onnx")
     target = cache_dir(cache) / "tensorrt" / plan_key(sha256_file(source), fp16=fp16, max_batch=max_batch)
     if target.is_file():
         return target

@@ -40,6 +40,7 @@ from torch import nn
 
 from ..audio import SAMPLE_RATE
 from ..errors import BadInputError, MissingModelError
+from ..files import check_input_file
 
 FPS = 25  # the rate SyncNet was trained at: 640 audio samples per video frame
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -128,10 +129,7 @@ class SyncNetModel(nn.Module):
 def load_syncnet(path: str | os.PathLike) -> SyncNet:
     """The SyncNet in a `syncnet_v2.model` file; anything else is refused with the reason."""
     path = Path(path)
-    if path.is_dir():
-        raise SyncNetUnavailable(f"SyncNet checkpoint {path}: is a folder, not a checkpoint file (pass {EXPECTED})")
-    if not path.is_file():
-        raise SyncNetUnavailable(f"SyncNet checkpoint {path}: no such file")
+    check_input_file(path, f"SyncNet checkpoint {path}", EXPECTED, error=SyncNetUnavailable)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors of many kinds (their text is long): not a checkpoint

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import LivedubError
+from ..files import check_input_file
 
 MEL_SHAPE = (1, 80, 16)
 FACE_SHAPE = (6, 96, 96)
@@ -127,10 +128,7 @@ def _describe(path: Path) -> str:
 def _read(path: Path, allow_pickle: bool) -> object:
     """torch.load with weights_only=True (official files — tensors, dicts, Adam state — pass); full pickle,
     which can run code from the file, only when the caller trusts it."""
-    if not path.exists():
-        raise LivedubError(f"{path}: no such file (pass the path of wav2lip.pth or wav2lip_gan.pth)")
-    if path.stat().st_size == 0:
-        raise LivedubError(f"{_describe(path)} (the file is empty)")
+    check_input_file(path, what="a Wav2Lip checkpoint such as wav2lip_gan.pth")
     try:
         return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except pickle.UnpicklingError as exc:

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 from livedub.engines.errors import LivedubError
+from livedub.engines.files import check_input_file
 from livedub.engines.settings import Settings, load_settings, parse_mt_model
 
 from ..config import LIP_ENGINES, WAV2LIP_BACKENDS, DubConfig
-from ..io.files import MAX_SIDE, check_input_file, probe_size, working_size
+from ..io.files import MAX_SIDE, probe_size, working_size
 from ..outputs import OutputPlan
 
 DEFAULTS = DubConfig(target="en")  # every default lives in DubConfig; flags show and use its values
