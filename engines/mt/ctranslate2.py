@@ -7,6 +7,7 @@ in batches with a small beam (latency matters more than the last BLEU point), an
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -23,20 +24,22 @@ log = logging.getLogger("livedub.mt")
 _CONVERT_HINT = (
     "convert a Hugging Face model with `ct2-transformers-converter --model Helsinki-NLP/opus-mt-en-de "
     "--output_dir DIR --copy_files source.spm target.spm` (OPUS-MT) or `... --copy_files sentencepiece.bpe.model` "
-    "(NLLB, M2M100) on a machine with internet access, then pass DIR"
+    "(NLLB, M2M100) on a machine with internet access, then pass DIR; `livedub models get nllb-600m` fetches a "
+    "converted NLLB"
 )
 _NLLB_TOKEN = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")  # eng_Latn
 _M2M_TOKEN = re.compile(r"^__[a-z]{2,3}(?:_[A-Za-z]+)?__$")  # __en__
 _MARIAN_TOKEN = re.compile(r"^>>[a-z]{2,3}(?:_[A-Za-z]+)?<<$")  # >>spa<<, >>cmn_Hans<<
 _SINGLE_SPM_NAMES = ("sentencepiece.bpe.model", "spm.model", "sentencepiece.model")
+_TOKENIZER_JSON = "tokenizer.json"  # a Hugging Face fast tokenizer: what many converted NLLB repositories ship
 
 
 @dataclass(frozen=True)
 class ModelLayout:
-    """What a model directory holds: its family, sentencepiece files and CTranslate2 vocabularies."""
+    """What a model directory holds: its family, tokenizer files and CTranslate2 vocabularies."""
 
     family: str  # "marian" | "nllb" | "m2m100"
-    source_spm: Path
+    source_spm: Path  # a sentencepiece model, or tokenizer.json (NLLB, M2M100 without one)
     target_spm: Path
     source_vocabulary: tuple[str, ...]
     target_vocabulary: tuple[str, ...]
@@ -79,13 +82,14 @@ def detect_layout(model_dir: str | Path) -> ModelLayout:
     if (model_dir / "source.spm").is_file() and (model_dir / "target.spm").is_file():
         return ModelLayout("marian", model_dir / "source.spm", model_dir / "target.spm",
                            source_vocab, target_vocab, config)
-    spm = next((model_dir / n for n in _SINGLE_SPM_NAMES if (model_dir / n).is_file()), None)
+    names = (*_SINGLE_SPM_NAMES, _TOKENIZER_JSON)  # sentencepiece first: the tokenizer the model was trained with
+    spm = next((model_dir / n for n in names if (model_dir / n).is_file()), None)
     if spm is None:
         found = ", ".join(sorted(p.name for p in model_dir.iterdir())) or "nothing"
         raise MissingModelError(
-            f"{model_dir} has no sentencepiece model: expected source.spm + target.spm (OPUS-MT) or "
-            f"sentencepiece.bpe.model (NLLB, M2M100); found {found}. Copy them in from the original model "
-            f"(`--copy_files` when converting)."
+            f"{model_dir} has no tokenizer: expected source.spm + target.spm (OPUS-MT), or "
+            f"sentencepiece.bpe.model or tokenizer.json (NLLB, M2M100); found {found}. Copy them in from the "
+            f"original model (`--copy_files` when converting)."
         )
     tokens = set(source_vocab) | set(target_vocab)
     if sum(1 for t in tokens if _NLLB_TOKEN.match(t)) >= 2:
@@ -100,10 +104,66 @@ def detect_layout(model_dir: str | Path) -> ModelLayout:
 
 def model_languages(model_dir: str | Path) -> frozenset[str]:
     """ISO 639-1 codes a multilingual model names with its language tokens (NLLB "spa_Latn", M2M100 "__es__",
-    OPUS-MT ">>spa<<"); empty for a bilingual model, whose pair only its user knows."""
+    OPUS-MT ">>spa<<"); empty for a bilingual model, whose pair only its user knows. Read once per model
+    version: NLLB's 256k-token vocabulary took ≈1.1 s to read on 2 cores, and every route search asks."""
+    model_dir = Path(model_dir).expanduser()
+    try:
+        stamp = (model_dir / "model.bin").stat().st_mtime_ns
+    except OSError:
+        stamp = None  # detect_layout says what is missing
+    return _model_languages(model_dir.resolve(), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _model_languages(model_dir: Path, _stamp: int | None) -> frozenset[str]:
     layout = detect_layout(model_dir)
     codes = (re.sub(r"[^a-z_]", "", token).strip("_").split("_")[0] for token in layout.language_tokens())
     return frozenset(to_iso1(code) for code in codes if code)
+
+
+class _TokenizerJson:
+    """A Hugging Face `tokenizer.json` behind the few sentencepiece calls the translator makes (pieces in,
+    pieces out), so a model shipped without its sentencepiece file translates the same way. Special tokens
+    are never added here: the translator places the language tokens and </s> itself, as for sentencepiece."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise MissingModelError(f"{path}: reading tokenizer.json needs the `tokenizers` package "
+                                    "(pip install tokenizers)") from None
+        try:
+            self._tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises its own Exception type for a malformed file
+            raise BadInputError(f"{path}: not a readable tokenizer.json ({exc})") from None
+        self._unk = self._tokenizer.token_to_id("<unk>")
+
+    def encode(self, text: str, out_type: type = int) -> list:
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        return list(encoding.tokens) if out_type is str else list(encoding.ids)
+
+    def unk_id(self) -> int:
+        return -1 if self._unk is None else self._unk
+
+    def piece_to_id(self, piece: str) -> int:
+        found = self._tokenizer.token_to_id(piece)
+        return self.unk_id() if found is None else found
+
+    def decode(self, pieces: list[str]) -> str:
+        ids = [i for i in (self._tokenizer.token_to_id(p) for p in pieces) if i is not None]
+        return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _load_tokenizer(path: Path):
+    """A sentencepiece processor for a .model/.spm file; the `tokenizer.json` adapter otherwise."""
+    if path.name == _TOKENIZER_JSON:
+        return _TokenizerJson(path)
+    import sentencepiece as spm
+
+    try:
+        return spm.SentencePieceProcessor(model_file=str(path))
+    except (OSError, RuntimeError) as exc:  # sentencepiece reports a corrupt file as RuntimeError
+        raise BadInputError(f"{path}: not a readable sentencepiece model ({exc})") from None
 
 
 def _pick_device(device: str) -> str:
@@ -143,7 +203,6 @@ class CTranslate2Translator:
         threads: int = 0,
     ) -> None:
         import ctranslate2
-        import sentencepiece as spm
 
         self.layout = detect_layout(model_dir)
         self.model_dir = Path(model_dir).expanduser()
@@ -155,10 +214,10 @@ class CTranslate2Translator:
         self.max_batch_size = max_batch_size
         self._available = self.layout.language_tokens()
         self._source_token, self._target_token = self._language_tokens(source, target)
-        self._source_spm = spm.SentencePieceProcessor(model_file=str(self.layout.source_spm))
+        self._source_spm = _load_tokenizer(self.layout.source_spm)
         self._target_spm = (
             self._source_spm if self.layout.target_spm == self.layout.source_spm
-            else spm.SentencePieceProcessor(model_file=str(self.layout.target_spm))
+            else _load_tokenizer(self.layout.target_spm)
         )
         self._drop = set(self._available) | {
             self.layout.config.get(k) for k in ("bos_token", "eos_token", "decoder_start_token")

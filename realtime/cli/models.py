@@ -81,6 +81,7 @@ def run_get(args: argparse.Namespace) -> int:
     """`livedub models get NAME…`: plan, say size and licence, fetch, verify, install — one model at a time."""
     from livedub.engines import hub
 
+    hub.library_logs(verbose=bool(args.verbose))
     cache = settings_from(args).cache
     if args.list:
         print(format_table(catalog_rows(cache)))
