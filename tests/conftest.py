@@ -1,9 +1,9 @@
-"""Shared test fixtures: real speech from the embedded Piper voice, resampled to 16 kHz."""
+"""Shared test fixtures: deterministic speech from the embedded Piper voice (noise off), real faces and
+recordings from installed packages, PulseAudio in user space."""
 
 from __future__ import annotations
 
 import os
-from functools import cache
 
 import numpy as np
 import pytest
@@ -11,29 +11,12 @@ import pytest
 os.environ.setdefault("LIVEDUB_LOG", "WARNING")
 
 
-@cache
-def _piper_voice():
-    from piper import PiperVoice
-
-    from livedub.engines.models import joe_voice_paths
-
-    model, config = joe_voice_paths()
-    return PiperVoice.load(model, config_path=config)
-
-
-def say_english(text: str, sample_rate: int = 16_000) -> np.ndarray:
-    """Speak `text` with the embedded joe voice; mono float32 at `sample_rate`."""
-    from livedub.engines.audio import resample
-
-    voice = _piper_voice()
-    chunks = list(voice.synthesize(text))
-    pcm = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
-    return resample(pcm, chunks[0].sample_rate, sample_rate)
-
-
 @pytest.fixture(scope="session")
 def english_speech():
-    """A callable text → 16 kHz PCM spoken by the embedded English voice."""
+    """A callable (text, rate=16 kHz) → PCM spoken by the embedded English voice with Piper's noise off:
+    the same text gives the same samples in every test and every run (synthesized once per text)."""
+    from livedub.engines.tts.sample_speech import say_english
+
     return say_english
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from livedub.engines.audio import SAMPLE_RATE
+
 
 def write_av_mp4(path: Path, frames: list[np.ndarray], pcm16k: np.ndarray, *, fps: int = 25,
                  faststart: bool = False) -> None:
@@ -16,7 +18,7 @@ def write_av_mp4(path: Path, frames: list[np.ndarray], pcm16k: np.ndarray, *, fp
         video = out.add_stream("libx264", rate=fps)
         video.height, video.width = frames[0].shape[:2]
         video.pix_fmt = "yuv420p"
-        audio = out.add_stream("aac", rate=16_000)
+        audio = out.add_stream("aac", rate=SAMPLE_RATE)
         audio.layout = "mono"
         for frame in frames:
             for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
@@ -24,7 +26,8 @@ def write_av_mp4(path: Path, frames: list[np.ndarray], pcm16k: np.ndarray, *, fp
         for start in range(0, len(pcm16k), 1024):
             chunk = av.AudioFrame.from_ndarray(pcm16k[None, start : start + 1024].astype(np.float32), format="fltp",
                                                layout="mono")
-            chunk.sample_rate, chunk.pts, chunk.time_base = 16_000, start, fractions.Fraction(1, 16_000)
+            chunk.sample_rate, chunk.pts = SAMPLE_RATE, start
+            chunk.time_base = fractions.Fraction(1, SAMPLE_RATE)
             for packet in audio.encode(chunk):
                 out.mux(packet)
         for stream in (audio, video):

@@ -1,31 +1,19 @@
-"""Helpers for speech tests: word error rate, and a test utterance with pauses."""
+"""What speech tests share: word error rate (from the package, which benchmarks use too) and the
+two-phrase utterance with pauses spoken by any voice (the deterministic joe voice in
+`livedub.engines.tts.sample_speech`)."""
 
-import re
+from collections.abc import Callable
 
 import numpy as np
 
-PAUSE_S = 0.8  # seconds of silence before, between and after the two phrases of `two_phrases`
+from livedub.engines.asr.word_error import wer, words_of
+from livedub.engines.audio import SAMPLE_RATE
+from livedub.engines.tts import sample_speech
+from livedub.engines.tts.sample_speech import PAUSE_S
+
+__all__ = ["PAUSE_S", "two_phrases", "wer", "words_of"]
 
 
-def words_of(text: str) -> list[str]:
-    """Lowercase words without punctuation ("don't" stays one word; whisper's "o 'clock" gives "o", "clock")."""
-    words = (w.strip("'") for w in re.sub(r"[^\w' ]+", " ", text.lower()).split())
-    return [w for w in words if w]
-
-
-def wer(reference: list[str], hypothesis: list[str]) -> float:
-    """Word error rate: word-level edit distance over the reference length."""
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        diag, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, 1):
-            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (ref != hyp))
-    return row[-1] / max(1, len(reference))
-
-
-def two_phrases(say, sample_rate: int = 16_000) -> np.ndarray:
-    """Two spoken phrases separated and surrounded by `PAUSE_S` of digital silence (`say`: text → PCM)."""
-    silence = np.zeros(int(PAUSE_S * sample_rate), np.float32)
-    a = say("Hello there, how are you doing today?")
-    b = say("I am fine, thank you very much.")
-    return np.concatenate([silence, a, silence, b, silence])
+def two_phrases(say: Callable[[str], np.ndarray], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """`sample_speech.two_phrases` spoken by `say` (text → PCM at `sample_rate`)."""
+    return sample_speech.two_phrases(sample_rate, say=say)

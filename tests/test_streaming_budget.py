@@ -22,9 +22,8 @@ from livedub.engines.models import whisper_base_dir
 from livedub.engines.text_join import join_words, unspaced
 from livedub.engines.tts.espeak import EspeakSynthesizer
 
-SR = SAMPLE_RATE
-# 这两天央视新闻报道了很多关于天气的消息。北京今天下雨，气温比昨天低了五度。(espeak-ng reads Chinese
-# characters as English here; its pinyin voice speaks Mandarin)
+# what espeak-ng's pinyin voice says (it reads Chinese characters as English here)
+HANZI = ["这两天央视新闻报道了很多关于天气的消息。", "北京今天下雨，气温比昨天低了五度。"]
 MANDARIN = [
     "zhe4 liang3 tian1 yang1 shi4 xin1 wen2 bao4 dao4 le hen3 duo1 guan1 yu2 tian1 qi4 de xiao1 xi1.",
     "bei3 jing1 jin1 tian1 xia4 yu3, qi4 wen1 bi3 zuo2 tian1 di1 le wu3 du4.",
@@ -42,16 +41,14 @@ def prompted_base(english_speech):
 @pytest.fixture(scope="module")
 def mandarin():
     synth = EspeakSynthesizer("cmn-latn-pinyin")
-    return [resample(s.pcm, s.sample_rate, SR) for s in map(synth.synthesize, MANDARIN)]
+    return [resample(s.pcm, s.sample_rate, SAMPLE_RATE) for s in map(synth.synthesize, MANDARIN)]
 
 
 @pytest.fixture(scope="module")
-def spaced_prompt(live_base, mandarin):
-    """The first sentence as the old loop prompted it: committed Chinese words joined with spaces."""
-    heard = live_base.transcribe(mandarin[0], language="zh")
-    chars = [c for c in heard.text if unspaced(c)]
-    assert len(chars) >= 8, heard.text  # whisper heard Chinese
-    return " ".join(chars)
+def spaced_prompt():
+    """The first sentence as the old loop prompted it: committed Chinese words joined with spaces (written
+    out, not heard back: whisper hears espeak-ng's Mandarin only roughly)."""
+    return " ".join(c for c in HANZI[0] if unspaced(c))
 
 
 def cost(asr, pcm, **kwargs):
@@ -66,7 +63,7 @@ def cost(asr, pcm, **kwargs):
 
 def normal_pass_s(asr, speech: np.ndarray, seconds: float) -> float:
     """A pass over `seconds` of ordinary speech: the yardstick for that buffer length."""
-    return cost(asr, speech[: int(seconds * SR)], language="en")[0]
+    return cost(asr, speech[: int(seconds * SAMPLE_RATE)], language="en")[0]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +74,7 @@ def english(english_speech):
 
 
 def test_spaced_chinese_prompt_cannot_stall_a_pass(prompted_base, mandarin, spaced_prompt, english):
-    buffer = mandarin[1][: int(1.6 * SR)]
+    buffer = mandarin[1][: int(1.6 * SAMPLE_RATE)]
     normal = normal_pass_s(prompted_base, english, 1.6)
     for prompt in (spaced_prompt, spaced_prompt.replace(" ", "")):  # the prompt that took 70 s; CJK-safe
         elapsed, transcript = cost(prompted_base, buffer, language="zh", initial_prompt=prompt)
@@ -91,8 +88,8 @@ def test_spaced_chinese_prompt_cannot_stall_a_pass(prompted_base, mandarin, spac
 @pytest.mark.parametrize("kind", ["music", "noise", "repeated word"])
 def test_pathological_buffers_cost_no_more_than_speech(live_base, english, english_speech, kind):
     seconds = 4.0
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
     if kind == "music":  # a chord progression with harmonics
         notes = np.array([220.0, 277.2, 329.6, 440.0])[(t * 2).astype(int) % 4]
         pcm = sum(0.15 / k * np.sin(2 * np.pi * k * notes * t) for k in (1, 2, 3))
@@ -111,8 +108,10 @@ def test_pathological_buffers_cost_no_more_than_speech(live_base, english, engli
 
 @pytest.mark.slow
 def test_mandarin_streams_without_a_stall_and_joins_without_spaces(prompted_base, mandarin):
-    """The whole case through the live loop: every pass bounded, committed Chinese never spaced."""
-    gap = np.zeros(int(0.6 * SR), np.float32)
+    """The whole case through the live loop: every pass bounded, committed Chinese never spaced. Whisper is
+    told the language, so it writes Han characters whatever it makes of espeak-ng's Mandarin (25 with this
+    speech, about two thirds of them the ones said): the script and the spacing are checked, not the words."""
+    gap = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
     pcm = np.concatenate([gap, mandarin[0], gap, mandarin[1], gap, gap])  # the second is prompted
     prompts: list[str] = []
 
@@ -122,7 +121,7 @@ def test_mandarin_streams_without_a_stall_and_joins_without_spaces(prompted_base
             return prompted_base.transcribe(pcm, **kwargs)
 
     stream = StreamingRecognizer(Recording(), language="zh")
-    chunk = int(0.3 * SR)
+    chunk = int(0.3 * SAMPLE_RATE)
     slowest_feed = 0.0
     for i in range(0, len(pcm), chunk):
         started = time.perf_counter()

@@ -14,9 +14,8 @@ from livedub.engines.asr.streaming import StreamingRecognizer
 from livedub.engines.audio import SAMPLE_RATE, resample
 from livedub.engines.settings import Settings
 from livedub.engines.text_join import join_words
-from livedub.engines.tts.espeak import EspeakSynthesizer
+from livedub.engines.tts.kokoro import KokoroSynthesizer
 
-SR = SAMPLE_RATE
 UTTERANCES = ["Good morning everyone.", "Thank you for joining this call today.", "Please send me the report."]
 
 
@@ -37,7 +36,7 @@ class CountingPasses:
 
 
 def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * SR), np.float32)
+    return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
 
 
 def test_one_pass_per_feed_and_commit_time_is_when_the_caller_gets_the_word(live_base, english_speech):
@@ -59,43 +58,48 @@ def test_one_pass_per_feed_and_commit_time_is_when_the_caller_gets_the_word(live
         received += words
     assert [w.text for w in received] == [w.text for w in stream.committed]
     heard = words_of(join_words(w.text for w in received))
-    # "place in the report" for "please send me the report" came twice in fresh-clone runs (open: see the note)
-    assert wer(words_of(UTTERANCES[0]) + words_of(UTTERANCES[2]), heard) <= 0.375, heard  # 3 of 8 at most
+    assert wer(words_of(UTTERANCES[0]) + words_of(UTTERANCES[2]), heard) <= 0.1, heard
     assert stream.utterance_ended is False and not stream.speaking
+
+
+# (seconds of silence before the speech, samples per feed): where the passes and the VAD's frames fall
+# relative to the words. The live loop feeds 20 ms frames (320) and, after a slow pass, longer chunks.
+TAKES = [(0.40, 320), (0.47, 320), (0.53, 480), (0.61, 640), (0.35, 960)]
 
 
 @pytest.mark.parametrize("text", UTTERANCES)
 def test_no_invented_words_after_an_utterance_ends(live_base, offline_base, english_speech, text):
     """Whisper fills silence with "Thank you.", repeats the utterance's start ("... everyone. Good") and
     writes digits for a word's tail ("everyone 1 1"): a clip ending in silence commits nothing after what
-    was said, and the utterance end is flagged. Piper samples its speech, so each utterance is heard in five
-    renderings. Before the fixes 2 of 12 renderings of the first got digits; after, about 1 take in 30 still
-    misses (a digit for the tail of "everyone", or whisper-base mishearing the last word): one of five may."""
-    wrong = []
-    for _take in range(5):
-        pcm = np.concatenate([silence(0.4), english_speech(text), silence(1.5)])
+    was said, and the utterance end is flagged. The speech is deterministic; each utterance is heard in five
+    takes that shift it against the passes (lead-in silence) and change the feed size, since the bugs came
+    from where a pass or a cut fell inside a word."""
+    for lead, chunk in TAKES:
+        pcm = np.concatenate([silence(lead), english_speech(text), silence(1.5)])
         offline = offline_base.transcribe(pcm, language="en")
         stream = StreamingRecognizer(live_base, language="en")
         ended = False
-        for i in range(0, len(pcm), 320):
-            stream.feed(pcm[i : i + 320])
+        for i in range(0, len(pcm), chunk):
+            stream.feed(pcm[i : i + chunk])
             ended = ended or stream.utterance_ended
-        assert ended and not stream.hypothesis
-        assert stream.flush() == []
+        take = (lead, chunk)
+        assert ended and not stream.hypothesis, take
+        assert stream.flush() == [], take
         committed = words_of(join_words(w.text for w in stream.committed))
         reference = words_of(offline.text)
-        if not (committed and committed[-1] == reference[-1] and len(committed) <= len(reference) + 1
-                and wer(reference, committed) <= 0.25):
-            wrong.append((reference, committed))
-    assert len(wrong) <= 1, wrong
+        assert len(committed) <= len(reference), (take, reference, committed)
+        assert committed[-1] == reference[-1], (take, reference, committed)
+        assert wer(reference, committed) <= 0.1, (take, reference, committed)
 
 
 @pytest.mark.slow
 def test_language_is_detected_once_per_utterance_and_held(live_base, english_speech):
     """English, then Spanish without a pause: the utterance stays English (what was committed is never
-    heard again in another language). After a pause, the next utterance is detected as Spanish."""
-    spanish = EspeakSynthesizer("es").synthesize("Hoy vamos a hablar de los planes para el próximo año.")
-    spanish = resample(spanish.pcm, spanish.sample_rate, SR)
+    heard again in another language). After a pause, the next utterance is detected as Spanish. The Spanish
+    is Kokoro's, which whisper-base hears as Spanish (espeak-ng's it once heard as Thai)."""
+    said = "Hoy vamos a hablar de los planes para el próximo año."
+    spanish = KokoroSynthesizer("es").synthesize(said)
+    spanish = resample(spanish.pcm, spanish.sample_rate, SAMPLE_RATE)
     english = english_speech("Good morning everyone, thank you for joining this call today.")
     pcm = np.concatenate([silence(0.3), english, spanish, silence(1.2), spanish, silence(1.2)])
     stream = StreamingRecognizer(live_base)
@@ -117,4 +121,5 @@ def test_language_is_detected_once_per_utterance_and_held(live_base, english_spe
         stream.feed(pcm[j : j + 1600])
     stream.flush()
     assert stream.detected_language == "es"
-    assert len(stream.committed) > first_utterance
+    second = words_of(join_words(w.text for w in stream.committed[first_utterance:]))
+    assert wer(words_of(said), second) <= 0.2, second  # heard as the Spanish it is
