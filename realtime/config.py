@@ -30,6 +30,7 @@ class DubConfig:
     catch_up_after: float = 2.5  # live: seconds of translated speech still to play that count as far behind
     keep_original: float = 0.0  # volume of the speaker's own voice under the dub
     voice_engine: str | None = None  # None: the best voice for the language (live: the best that keeps up)
+    voice_match: str = "register"  # off | register (voice chosen by the speaker's pitch) | timbre (moved to them)
     # faces and lips
     engine: str | None = None  # None: wav2lip with a checkpoint, exemplar for video or a bank, else viseme
     bank: Path | None = None

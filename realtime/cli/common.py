@@ -60,6 +60,10 @@ def dub_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--voice-engine", choices=("auto", "piper", "kokoro", "espeak-ng"), default="auto",
                    help="who speaks the translation: auto picks Piper where it has a voice, else Kokoro, else "
                         "espeak-ng (live: the best that keeps up on this machine)")
+    g.add_argument("--voice-match", choices=("off", "register", "timbre"), default=DEFAULTS.voice_match,
+                   help="how the voice follows the speaker: off (the language's default voice), register (a voice "
+                        "of the speaker's pitch register), timbre (that voice moved toward the speaker: pitch, "
+                        f"formants, spectral colour; fitted once per voice, ~3 s for Piper) ({DEFAULTS.voice_match})")
     g.add_argument("--max-speed", type=float, default=DEFAULTS.max_speed,
                    help=f"fastest speech rate to fit a slot, 1..2 ({DEFAULTS.max_speed:g})")
     g.add_argument("--catch-up-speed", type=float, default=DEFAULTS.catch_up_speed,
@@ -247,6 +251,7 @@ def config_from(args: argparse.Namespace, *, target: str | None = None) -> DubCo
         min_speed=getattr(args, "min_speed", DEFAULTS.min_speed),
         max_speed=getattr(args, "max_speed", DEFAULTS.max_speed),
         catch_up_speed=getattr(args, "catch_up_speed", DEFAULTS.catch_up_speed),
+        voice_match=getattr(args, "voice_match", DEFAULTS.voice_match),
         keep_original=keep,
         voice_engine=None if getattr(args, "voice_engine", "auto") in (None, "auto") else args.voice_engine,
         engine=getattr(args, "engine", None),

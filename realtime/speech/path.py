@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,6 +93,8 @@ class SpeechPath:
         self._translations: dict[tuple[str, str], Translation] = {}
         self._lock = threading.Lock()
         self.pitch_hz: float | None = None
+        self._speaker_pcm: np.ndarray | None = None  # the speaker's voice for --voice-match timbre
+        self._fits: dict[str, Future] = {}  # voice name → its timbre fit
         self.notes: list[str] = []  # decisions a user should know (which voice speaks live)
 
     # -- resolving (blocking: run on a worker in live mode) ----------------------------------------
@@ -127,16 +130,70 @@ class SpeechPath:
 
     def voice(self, target: str | None = None) -> Synthesizer:
         """The voice for the target, by the speaker's register when known (live: the best that keeps up on
-        this machine; its one-line reason lands in `notes`). Call on the TTS worker."""
+        this machine; its one-line reason lands in `notes`), moved toward the speaker with `--voice-match
+        timbre`. Call on the TTS worker."""
         target = target or self.config.target
         engine = self.config.voice_engine
+        pitch = None if self.config.voice_match == "off" else self.pitch_hz
         if not self.live:
-            return self.pool.synthesizer(target, pitch_hz=self.pitch_hz, engine=engine)
-        voice, note = self.pool.live_synthesizer(target, pitch_hz=self.pitch_hz, engine=engine)
-        if note and note not in self.notes:
-            self.notes.append(note)
-            log.info("%s", note)
-        return voice
+            voice = self.pool.synthesizer(target, pitch_hz=pitch, engine=engine)
+        else:
+            voice, note = self.pool.live_synthesizer(target, pitch_hz=pitch, engine=engine)
+            self.note(note)
+        return self._matched(voice) if self.config.voice_match == "timbre" else voice
+
+    def note(self, text: str) -> None:
+        if text and text not in self.notes:
+            self.notes.append(text)
+            log.info("%s", text)
+
+    def learn_speaker(self, pcm16k: np.ndarray) -> None:
+        """Keep the speaker's first seconds of speech for `--voice-match timbre` (file mode: the voiced spans)."""
+        self._speaker_pcm = pcm16k
+
+    def _matched(self, voice: Synthesizer) -> Synthesizer:
+        """`voice` moved toward the speaker. The fit (a probe sentence analysed, a few seconds) is made once per
+        voice; live, the voice speaks unmatched until its fit, made on a thread of its own, is ready."""
+        from livedub.engines.tts.match import MatchedVoice
+
+        with self._lock:
+            fit = self._fits.get(voice.name)
+            if fit is None:
+                pcm = self._speaker_pcm if self._speaker_pcm is not None else (
+                    self.heard.recent(10.0) if self.heard is not None else None)
+                if pcm is None or len(pcm) < 3 * SAMPLE_RATE:
+                    return voice  # not enough of the speaker heard yet
+                fit = self._fits[voice.name] = Future()
+                start = True
+            else:
+                start = False
+        if start:
+            def work() -> None:
+                fit.set_result(self._fit(voice, pcm))
+
+            if self.live:
+                threading.Thread(target=work, name="livedub-voice-fit", daemon=True).start()
+            else:
+                work()
+        if not fit.done():
+            return voice
+        match = fit.result()
+        return voice if match is None else MatchedVoice(voice, match)
+
+    def _fit(self, voice: Synthesizer, pcm16k: np.ndarray):
+        from livedub.engines.errors import LivedubError
+        from livedub.engines.speaker import learn_profile
+        from livedub.engines.tts.match import fit_voice
+
+        try:
+            with self.times.stage("voice-fit", log):
+                match = fit_voice(voice, learn_profile(pcm16k), self.pool.settings.cache)
+        except LivedubError as exc:
+            self.note(f"voice match for {voice.name}: not fitted ({exc})")
+            return None
+        self.note(f"voice match for {voice.name}: speaker similarity {match.similarity_before:.2f} → "
+                  f"{match.similarity_after:.2f}")
+        return match
 
     def learn_pitch(self, pcm16k: np.ndarray | None = None) -> float | None:
         """The speaker's median pitch, once: from `pcm16k` or the last 10 s heard (needs a second of it)."""

@@ -49,7 +49,9 @@ def dub_recording(path: SpeechPath, pcm: np.ndarray, *, source: str | None = Non
         raise BadInputError("no words recognised in the input's speech")
     log.info("source language %s (p=%.2f), %d sentences", language, transcript.language_probability, len(units))
     translation = path.translation(language)
-    path.learn_pitch(np.concatenate([pcm[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in spans]))
+    voiced = np.concatenate([pcm[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in spans])
+    path.learn_pitch(voiced)
+    path.learn_speaker(voiced)
     voice = path.voice()
     _track_for(path, path.config.output_rate or voice.sample_rate)
     if total:
