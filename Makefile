@@ -40,6 +40,9 @@ $(STAMP): pyproject.toml
 	@$(PY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
 		|| $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	@# real Mandarin speech for the CJK streaming test and benchmark (f5-tts's reference recording; the wheel
+	@# is pure Python and 1.3 MB, its model dependencies are not wanted)
+	$(PY) -m pip install -q --no-deps f5-tts==1.1.22
 	@touch $(STAMP)
 
 demo: setup

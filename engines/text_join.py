@@ -35,6 +35,15 @@ def unspaced(char: str) -> bool:
     return any(lo <= code <= hi for lo, hi in _UNSPACED)
 
 
+# whisper's byte-level tokens can end inside a UTF-8 character: decoded alone, such a piece is U+FFFD
+PARTIAL_CHARACTER = "\ufffd"
+
+
+def has_partial_character(text: str) -> bool:
+    """Whether `text` holds a piece of a character (a byte token decoded before the rest of its bytes)."""
+    return PARTIAL_CHARACTER in text
+
+
 def join_words(words: Iterable[str]) -> str:
     """Join words with a space, except where the letter before or after the join is of an unspaced script."""
     out = ""

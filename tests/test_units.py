@@ -45,3 +45,13 @@ def test_merged_units_span_both_and_cjk_joins_without_spaces():
     a, c = UnitBuilder().add(words("One. Two.", start=1.0))
     m = a.merged(c)
     assert m.text == "One. Two." and m.start == a.start and m.end == c.end and m.words == 2
+
+
+def test_chinese_committed_a_character_at_a_time_is_cut_at_clauses_not_every_few_characters():
+    from livedub.engines.types import Word
+
+    # a 30-character clause: 24 single-character "words" would cut it mid-phrase; 15 words' worth does not
+    chars = "今天我们要在会议上详细讨论一下公司明年所有部门的工作计划，然后大家一起吃午饭。"
+    words = [Word(c, 0.2 * i, 0.2 * i + 0.2) for i, c in enumerate(chars)]
+    units = UnitBuilder(language="zh").add(words)
+    assert [u.text for u in units] == ["今天我们要在会议上详细讨论一下公司明年所有部门的工作计划，", "然后大家一起吃午饭。"]

@@ -4,8 +4,8 @@ faster-whisper's `transcribe` is built for files: it retries a doubtful decode a
 temperatures, lets greedy decoding run to 448 tokens, and re-encodes another 30 s window from wherever the
 last word ended. On a live buffer each of these multiplies the cost of a pass (a 1.3 s Mandarin buffer once
 took 70 s), and a stalled pass stalls the call. Here a pass is exactly one encoder window sized to the
-buffer, one greedy decode at temperature 0 with a token cap proportional to the audio, and one alignment
-for word times. A decode that hits the cap or repeats itself is over budget: it yields no words. The one
+buffer, one decode at temperature 0 (greedy; a small beam for scripts without spaces) with a token cap
+proportional to the audio, and one alignment for word times. A decode that hits the cap or repeats itself is over budget: it yields no words. The one
 exception is a prompted decode that recited its prompt (whisper copies prompts, more so on short
 windows): it is retried once without the prompt, on the same encoder output, with the tokens it left.
 A pass never decodes more than its cap in all.
@@ -28,6 +28,7 @@ _FRAMES_PER_S = 100  # whisper's mel frames per second
 _MAX_LENGTH = 448  # whisper's decoder context, prompt included
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
+UNSPACED_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "km", "my", "bo"})  # written without spaces
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ class PassBudget:
     prompt_tokens: int = 0
     max_compression: float = 2.4  # zlib ratio above which a decode is a loop, not speech
     copy_units: int = 5  # this many words (characters in CJK) of the prompt again: copied, not heard
+    beam_size: int = 1  # greedy: a pass must be cheap
+    # languages written without spaces are agreed on character by character, and a greedy decode of a
+    # short window flips single characters that two passes then agree on ("まれ石や" for "マレーシア");
+    # a small beam costs about 0.1 s more a pass there (whisper-base, 2 cores)
+    beam_size_unspaced: int = 5
+
+    def beam(self, language: str) -> int:
+        return self.beam_size_unspaced if language in UNSPACED_LANGUAGES else self.beam_size
 
     def window_s(self, seconds: float) -> int:
         return int(min(30, max(self.min_window_s, math.ceil(seconds + self.pad_s))))
@@ -119,13 +128,14 @@ def bounded_pass(
     head: list[int] = []
     if prompt and prompt.strip() and budget.prompt_tokens > 0:
         head = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())[-budget.prompt_tokens :]]
-    tokens, over, silent, no_speech = _decode(model, tokenizer, encoded, head, cap, budget)
+    beam = budget.beam(language)
+    tokens, over, silent, no_speech = _decode(model, tokenizer, encoded, head, cap, budget, beam)
     if head and not over and _copies(tokenizer.decode(tokens), prompt or "", budget.copy_units):
         over = "prompt copy"
     decoded = len(tokens)
     retried = bool(over and head and over != "token cap" and cap - decoded >= 4)
     if retried:  # whisper copied the prompt instead of listening: the rest of the budget, without it
-        tokens, over, silent, no_speech = _decode(model, tokenizer, encoded, [], cap - decoded, budget)
+        tokens, over, silent, no_speech = _decode(model, tokenizer, encoded, [], cap - decoded, budget, beam)
         decoded += len(tokens)
     words: list[RawWord] = []
     if tokens and not over and not silent:
@@ -135,8 +145,9 @@ def bounded_pass(
     return words, language, stats
 
 
-def _decode(model, tokenizer, encoded, head: list[int], cap: int, budget: PassBudget):
-    """One greedy decode of at most `cap` tokens → (text tokens, why over budget, silent, no-speech p)."""
+def _decode(model, tokenizer, encoded, head: list[int], cap: int, budget: PassBudget, beam: int):
+    """One decode (greedy, or a beam of `beam`) of at most `cap` tokens → (text tokens, why over budget,
+    silent, no-speech p)."""
     from faster_whisper.transcribe import get_suppressed_tokens
 
     sequence = [*head, *tokenizer.sot_sequence, tokenizer.no_timestamps]
@@ -145,7 +156,7 @@ def _decode(model, tokenizer, encoded, head: list[int], cap: int, budget: PassBu
     result = model.model.generate(
         encoded,
         [sequence],
-        beam_size=1,
+        beam_size=beam,
         max_length=counted + cap,
         return_scores=True,
         return_no_speech_prob=True,

@@ -6,6 +6,12 @@ TTS only ever see committed words. The buffer is cut at committed sentence ends 
 and the committed text that scrolled out of it is the prompt that keeps whisper consistent. A pause long
 enough for the VAD to end the utterance commits everything heard so far.
 
+Scripts written without spaces (Chinese, Japanese, Thai) are agreed on character by character: whisper
+splits the same characters into different "words" from one pass to the next ("萬人" once, "萬", "人" the
+next), so each word is cut into its characters, with times shared out within the word. A word that holds
+a piece of a character (a byte token decoded without the rest of its bytes: U+FFFD) is never agreed on,
+shown or committed: the words after it wait for a pass that spells it whole.
+
 Timing is honest: at most one pass runs per `feed()` (work left over, such as a second utterance end in a
 long chunk, waits for the next call), and a word's commit time is when `feed()` hands it to the caller.
 With a bounded recognizer (`WhisperRecognizer(budget=...)`) no pass can stall the stream: a pass over
@@ -23,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..text_join import join_words
+from ..text_join import PARTIAL_CHARACTER, has_partial_character, join_words, unspaced
 from ..types import Transcript, Word
 from . import Recognizer
 from .vad import VoiceActivity, VoiceEvent
@@ -36,6 +42,9 @@ _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 _END_MARGIN_S = 0.45
 _FRAME_S = 0.02  # the energy frame a cut between words is placed by
 _TAIL_WINDOW_S = 2.5  # how far before its last committed word the pass closing an utterance starts
+# characters ending this close to the end of the audio a pass heard are not agreed on yet: one syllable
+# cut short is heard as another, and the next pass, as short, often guesses the same
+_EDGE_HOLD_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -128,8 +137,9 @@ class StreamingRecognizer:
 
     @property
     def hypothesis(self) -> list[Word]:
-        """The latest pass's uncommitted words (may still change; good for a greyed-out live caption)."""
-        return list(self._hypothesis)
+        """The latest pass's uncommitted words (may still change; good for a greyed-out live caption), up
+        to a piece of a character if the pass heard one."""
+        return _whole(self._hypothesis)
 
     @property
     def speaking(self) -> bool:
@@ -231,7 +241,7 @@ class StreamingRecognizer:
             if start < voiced:
                 words.append(Word(w.text, start, max(w.end + off, start), w.probability))
         words = [w for w in words if self._audible(w)]
-        return _drop_repeated_tail(_drop_squeezed_tail(words))
+        return _characters(_drop_repeated_tail(_drop_squeezed_tail(words)))
 
     def _pass_language(self) -> str | None:
         """The given language; else the one held for this utterance; else the previous utterance's (a
@@ -301,11 +311,14 @@ class StreamingRecognizer:
         return out + self._trim()
 
     def _agreed(self, new: list[Word]) -> int:
-        """How many leading words of this pass the previous pass heard too (same text, about the same time)."""
+        """How many leading words of this pass the previous pass heard too (same text, about the same time);
+        a piece of a character is never agreed on."""
         n = 0
-        for a, b in zip(new, self._hypothesis, strict=False):
+        for a, b in zip(_whole(new), self._hypothesis, strict=False):
             if normalize(a.text) != normalize(b.text) or abs(a.start - b.start) > self.agree_tolerance_s:
                 break
+            if _is_character(a) and a.end > self._last_pass_at - _EDGE_HOLD_S:
+                break  # a character at the window's edge: whisper guessed it from part of its sound
             n += 1
         return n
 
@@ -362,11 +375,15 @@ class StreamingRecognizer:
         return new
 
     def _commit(self, words: list[Word], *, by_flush: bool) -> list[Word]:
+        """Commit `words` (pieces of characters dropped: at an utterance's end nothing will complete them)."""
         out: list[Word] = []
         for w in words:
+            text = w.text.replace(PARTIAL_CHARACTER, "").strip()
+            if not normalize(text).strip():
+                continue  # nothing but a piece of a character (and punctuation)
             floor = self.commits[-1].word.end if self.commits else 0.0
             start = max(w.start, floor)
-            word = Word(w.text, start, max(w.end, start), w.probability)
+            word = Word(text, start, max(w.end, start), w.probability)
             self.commits.append(Commit(word, self._time, float("nan"), by_flush))  # stamped on hand-out
             out.append(word)
         return out
@@ -437,6 +454,43 @@ class StreamingRecognizer:
         n = min(n, len(self._buffer))
         self._buffer = self._buffer[n:]
         self._buffer_start += n / SAMPLE_RATE
+
+
+def _whole(words: list[Word]) -> list[Word]:
+    """`words` up to the first that holds a piece of a character."""
+    for i, w in enumerate(words):
+        if has_partial_character(w.text):
+            return words[:i]
+    return words
+
+
+def _is_character(word: Word) -> bool:
+    """Whether `word` is a character of a script written without spaces (see `_characters`)."""
+    return any(unspaced(c) for c in word.text)
+
+
+def _characters(words: list[Word]) -> list[Word]:
+    """Cut words of scripts without spaces into their characters, the word's time shared out evenly:
+    what passes agree on there. Punctuation stays with the character before it ("萬人，" → "萬", "人，"),
+    a run of pieces of a character stays one unit, words of spaced scripts stay whole."""
+    out: list[Word] = []
+    for w in words:
+        if not any(unspaced(c) for c in w.text):
+            out.append(w)
+            continue
+        units: list[str] = []
+        for c in w.text:
+            glued = units and (not c.isalnum() and c != PARTIAL_CHARACTER
+                               or c == PARTIAL_CHARACTER and units[-1].endswith(PARTIAL_CHARACTER))
+            if glued:
+                units[-1] += c
+            elif units and not any(ch.isalnum() or ch == PARTIAL_CHARACTER for ch in units[-1]):
+                units[-1] += c  # opening punctuation goes with the character after it
+            else:
+                units.append(c)
+        step = (w.end - w.start) / len(units)
+        out += [Word(u, w.start + i * step, w.start + (i + 1) * step, w.probability) for i, u in enumerate(units)]
+    return out
 
 
 def _loudest_frame(pcm: np.ndarray) -> float:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..errors import LivedubError, MissingModelError
-from ..text_join import join_words
+from ..text_join import PARTIAL_CHARACTER, join_words
 from ..types import Segment, Transcript, Word
 from .bounded import PassBudget, PassStats, PassTranscript, bounded_pass
 
@@ -160,7 +160,7 @@ class WhisperRecognizer:
         words: list[Word] = []
         last = 0.0
         for w in raw:
-            text = w.text.strip()
+            text = w.text.strip()  # pieces of characters (U+FFFD) are kept: the streamer waits for the rest
             if not text or w.start >= duration - 0.02:
                 continue  # a word placed in the window's padding was not heard: whisper made it up
             start = min(max(w.start, last), duration)
@@ -192,16 +192,18 @@ class WhisperRecognizer:
 
 
 def _segments(raw_segments, language: str, duration: float) -> tuple[Segment, ...]:
-    """faster-whisper's segments → ours, word times kept inside [0, duration] and never going back."""
+    """faster-whisper's segments → ours, word times kept inside [0, duration] and never going back. A
+    whole-file transcript is final: pieces of characters (U+FFFD, a byte token whisper never completed)
+    are dropped, not shown."""
     out: list[Segment] = []
     last = 0.0
     for raw in raw_segments:
-        text = raw.text.strip()
+        text = raw.text.replace(PARTIAL_CHARACTER, "").strip()
         if not text:
             continue
         words: list[Word] = []
         for w in raw.words or ():
-            word = w.word.strip()
+            word = w.word.replace(PARTIAL_CHARACTER, "").strip()
             if not word:
                 continue
             start = min(max(float(w.start), last), duration)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from livedub.engines.mt.text import ends_sentence
-from livedub.engines.text_join import join_words
+from livedub.engines.text_join import join_words, unspaced
 from livedub.engines.types import Segment, Word
 
 CLAUSE_END = (",", ";", ":", "，", "；", "、")
@@ -27,6 +27,7 @@ CONJUNCTIONS = {
     "de": {"und", "aber", "weil", "oder", "obwohl", "während", "wenn", "dann", "denn"},
     "it": {"e", "ma", "perché", "o", "mentre", "quando", "allora"},
 }
+CHARACTER_WEIGHT = 0.5  # a character of a script without spaces (zh, ja, th) as a share of a word
 MAX_SENTENCE_S = 12.0  # file mode: fragments of one sentence are joined up to this length
 JOIN_GAP_S = 0.6  # file mode: a fragment this close to an unfinished sentence continues it
 
@@ -57,6 +58,11 @@ class UnitBuilder:
         self._words: list[Word] = []
         self._origin = 0.0
 
+    def _length(self) -> float:
+        """Words so far; the streaming recogniser commits unspaced scripts a character at a time, and two
+        characters of Chinese or Japanese carry about what one word does."""
+        return sum(_weight(w.text) for w in self._words)
+
     def _cut(self, n: int) -> Unit:
         words, self._words = self._words[:n], self._words[n:]
         return Unit(join_words(w.text for w in words), self._origin + words[0].start,
@@ -68,13 +74,14 @@ class UnitBuilder:
         spoken = [w for w in words if w.text.strip()]
         out: list[Unit] = []
         for i, w in enumerate(spoken):
-            if self._words and len(self._words) >= self.clause_words and self._opens_clause(w):
+            if self._words and self._length() >= self.clause_words and self._opens_clause(w):
                 out.append(self._cut(len(self._words)))
             self._words.append(w)
             text = w.text.strip()
             following = spoken[i + 1].text if i + 1 < len(spoken) else None
-            if ends_sentence(text, following) or len(self._words) >= self.max_words or (
-                text.endswith(CLAUSE_END) and len(self._words) >= self.clause_words
+            length = self._length()
+            if ends_sentence(text, following) or length >= self.max_words or (
+                text.endswith(CLAUSE_END) and length >= self.clause_words
             ):
                 out.append(self._cut(len(self._words)))
         if utterance_over and self._words:
@@ -87,6 +94,13 @@ class UnitBuilder:
 
     def _opens_clause(self, word: Word) -> bool:
         return word.text.strip().lower().strip(".,;:!?") in CONJUNCTIONS.get(self.language, set())
+
+
+def _weight(text: str) -> float:
+    letters = [c for c in text.strip() if c.isalnum()]
+    if letters and all(unspaced(c) for c in letters):
+        return CHARACTER_WEIGHT * len(letters)
+    return 1.0
 
 
 def _sentence_pieces(seg: Segment) -> list[Segment]:
