@@ -112,12 +112,12 @@ def run_case(p, srv, face_b64: str, w: int, h: int, codec: str, peers: int, seco
     _wait_sessions(srv, 0)
     frames_per_s = len(rtts) / seconds / peers
     onset = stats["stages"].get("onset", {})
-    delay = max((pe["video_delay_ms"] for pe in stats["peers"]), default=0.0)
+    delay = max((pe["audio_delay_ms"] for pe in stats["peers"]), default=0.0)
     return {
         "input": f"{w}x{h}", "codec": codec, "peers": peers,
         "rtt_p50_ms": percentile(rtts, 50), "rtt_p95_ms": percentile(rtts, 95), "rtt_max_ms": max(rtts, default=None),
         "fps_back": round(frames_per_s, 1), "width_back": int(np.median(sizes)) if sizes else None,
-        "server_frame_p95_ms": stats["stages"].get("frame", {}).get("p95_ms"),
+        "server_frame_p95_ms": stats["stages"].get("video", {}).get("p95_ms"),
         "dropped": stats["dropped_frames"],
         "onset_p50_s": (onset["p50_ms"] + delay) / 1000 if onset else None,
         "onset_p95_s": (onset["p95_ms"] + delay) / 1000 if onset else None,

@@ -1,9 +1,11 @@
 """The live runner: a camera + microphone (or a file played in real time) through a `DubSession` on the wall
 clock, out to the virtual camera, the virtual microphone and an optional recording.
 
-Video is never delayed: each frame is processed as it arrives and sent at once. Translated audio is held back
-by the measured video latency (p95), so sound never leads the mouth. A sink that cannot be had is reported in
-one line and the run goes on with the others.
+It only wires tracks: source video → `DubVideoTrack` (the session's lip-sync) → one subscription per video
+sink; source audio → the session's recognizer; the session's audio → one `DubAudioTrack` per audio sink,
+held back by `AvSync` (the recording's is not: its frames keep their capture times). Video is never delayed.
+Every device open and close, `pactl`, the recorder and the bank save run on threads, so the event loop only
+schedules and moves media. A sink that cannot be had is reported in one line and the run goes on without it.
 """
 
 from __future__ import annotations
@@ -12,32 +14,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from livedub.engines.errors import LivedubError
 
+from .avsync import UPDATE_EVERY_S, AvSync
 from .clock import WallClock
 from .config import DubConfig
 from .factory import ModelPool
 from .filemode import save_bank
-from .io.devices import (
-    AudioOut,
-    CameraSource,
-    DeviceError,
-    FileSource,
-    MicSource,
-    Recorder,
-    VirtualCamera,
-    VirtualMicrophone,
-)
+from .heap import frozen_heap
+from .io.devices import AudioOut, CameraTrack, DeviceError, MicrophoneTrack, VirtualCamera, VirtualMicrophone
+from .io.dub import AudioFeed, DubAudioTrack, DubVideoTrack
+from .io.filesource import FileSource
+from .io.recorder import Recorder
 from .session import DubSession, SessionEvent
 
 log = logging.getLogger("livedub.live")
-
-DELAY_UPDATE_S = 1.0  # how often the audio delay follows the measured video latency
-RECORD_AUDIO_EVERY_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ class LiveReport:
     frames_out: int = 0
     dropped: int = 0
     max_frame_gap_s: float = 0.0
-    frame_times: list[float] = field(default_factory=list)  # monotonic send time of each frame (bounded)
+    frame_times: list[float] = field(default_factory=list)  # monotonic time each drawn frame went out (bounded)
     sinks: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
@@ -71,6 +66,23 @@ class LiveReport:
     record_origin: float | None = None  # session time of the recording's first frame
     clips: list = field(default_factory=list)  # (start, end, text, source_text, source_start, source_end): session s
     seconds: float = 0.0
+
+
+class _Devices:
+    """Camera + microphone as one source (the microphone may be missing: the video is still dubbed)."""
+
+    def __init__(self, camera: CameraTrack, mic: MicrophoneTrack | None):
+        self.video, self.audio = camera, mic
+        self.fps, self.width, self.height = camera.fps, camera.width, camera.height
+
+    @property
+    def dropped(self) -> int:
+        return self.video.dropped
+
+    def close(self) -> None:
+        self.video.close()
+        if self.audio is not None:
+            self.audio.close()
 
 
 class LiveRun:
@@ -86,186 +98,189 @@ class LiveRun:
         self.report = LiveReport()
         self.stop = asyncio.Event()
         self.session: DubSession | None = None
-        self._sinks: list = []
+        self.sync: AvSync | None = None
+        self._dub: DubVideoTrack | None = None
         self._recorder: Recorder | None = None
-        self._closers: list[Callable[[], None]] = []
-        self._last_sent: float | None = None
-        self._last_frame: np.ndarray | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []  # sinks, closed last opened first
+        self._error: LivedubError | None = None
 
     def _say(self, text: str) -> None:
         self.report.notices.append(text)
         self.notice(text)
 
-    # -- setup --------------------------------------------------------------------------------------
-
-    def _open_source(self):
-        if self.options.source is not None:
-            return FileSource(self.options.source), None
-        camera = CameraSource(self.options.camera)
-        try:
-            mic = MicSource(self.options.mic)
-        except DeviceError as exc:
-            self._say(f"{exc}; the video is still dubbed (no speech will come in)")
-            mic = None
-        return camera, mic
-
-    def _open_sinks(self, width: int, height: int, fps: float, session: DubSession, clock: WallClock) -> None:
-        if self.options.virtual_camera:
-            try:
-                cam = VirtualCamera(width, height, fps, backend=self.options.virtual_camera_backend)
-                self._sinks.append(cam)
-                self._closers.append(cam.close)
-                self.report.sinks.append(f"virtual camera {cam.name}")
-            except DeviceError as exc:
-                self._say(str(exc))
-        delay = lambda: session.video_delay  # noqa: E731
-        if self.options.virtual_mic:
-            try:
-                mic = VirtualMicrophone()
-                self._closers.append(mic.close)
-                out = AudioOut(session.audio_out, clock.now, delay, sink=mic.name)
-                self._closers.insert(len(self._closers) - 1, out.close)  # stop playing before the sink goes
-                self.report.sinks.append(f"virtual microphone: pick '{mic.monitor}' (or 'livedub_mic') in the call app")
-            except DeviceError as exc:
-                self._say(f"{exc}; no virtual microphone")
-        if self.options.audio_out:
-            try:
-                out = AudioOut(session.audio_out, clock.now, delay, device=self.options.audio_out)
-                self._closers.append(out.close)
-                self.report.sinks.append(f"audio out {self.options.audio_out}")
-            except DeviceError as exc:
-                self._say(str(exc))
-        if self.options.record:
-            self._recorder = Recorder(self.options.record, width, height, fps, rate=session.track.output_rate)
-            self.report.sinks.append(f"recording {self.options.record}")
-
-    # -- the loop -----------------------------------------------------------------------------------
-
-    def _send(self, frame: np.ndarray, pts: float) -> None:
-        """On the session's video thread, right after the frame is drawn."""
-        for sink in self._sinks:
-            try:
-                sink.send(frame, pts)
-            except Exception as exc:  # a sink hiccup must not stop the call
-                log.debug("sink %s failed: %s", sink, exc)
-        if self._recorder is not None:
-            self._recorder.send(frame, pts)
-        now = time.monotonic()
-        if self._last_sent is not None:
-            self.report.max_frame_gap_s = max(self.report.max_frame_gap_s, now - self._last_sent)
-        self._last_sent = now
-        self.report.frames_out += 1
-        if len(self.report.frame_times) < 100_000:
-            self.report.frame_times.append(now)
-
-    async def _on_frame(self, frame: np.ndarray, pts: float) -> None:
-        self.report.frames_in += 1
-        self._last_frame = frame
-        assert self.session is not None
-        await self.session.process_video(frame, pts, then=self._send)
-
-    async def _housekeeping(self, clock: WallClock) -> None:
-        """Audio delay ← video latency; the recording's audio; stats lines."""
-        assert self.session is not None
-        session = self.session
-        last_delay = last_stats = 0.0
-        while True:
-            await asyncio.sleep(RECORD_AUDIO_EVERY_S)
-            now = clock.now()
-            if now - last_delay >= DELAY_UPDATE_S:
-                p95 = session.latency.percentile("video", 95)
-                if p95 is not None:
-                    session.video_delay = p95
-                last_delay = now
-            if self._recorder is not None:
-                await asyncio.get_running_loop().run_in_executor(None, self._recorder.add_audio, session.audio_out, now)
-            if self.options.stats_every and now - last_stats >= self.options.stats_every:
-                last_stats = now
-                stats = self.stats()
-                if self.on_stats:
-                    self.on_stats(stats)
-
-    def stats(self) -> dict:
-        assert self.session is not None
-        stats = self.session.stats()
-        stats.update(frames_out=self.report.frames_out, max_frame_gap_ms=round(1000 * self.report.max_frame_gap_s, 1),
-                     audio_delay_ms=round(1000 * self.session.video_delay, 1), cpu_s=self.pool.busy_seconds())
-        return stats
+    # -- the run ------------------------------------------------------------------------------------
 
     async def run(self) -> LiveReport:
         started = time.monotonic()
         clock = WallClock()
-        source, mic = self._open_source()
+        source = await asyncio.to_thread(self._open_source, clock)
         session = self.session = DubSession(self.config, self.pool, clock, fps=source.fps, video=True, name="live")
-        await session.start()
-        for note in session.notes:
-            self._say(note)
-        house = asyncio.create_task(self._housekeeping(clock), name="live-housekeeping")
-        events = asyncio.create_task(self._forward_events(session), name="live-events") if self.on_event else None
+        self.sync = AvSync(session)
+        dub = self._dub = DubVideoTrack(session, on_error=self._fail)
+        feed = AudioFeed(session)
+        tasks: list[asyncio.Task] = []
+        heap = contextlib.ExitStack()
         try:
-            self._open_sinks(source.width, source.height, source.fps, session, clock)
-            if mic is not None:
-                mic.start(clock.now, session.push_audio)
-                self._closers.append(mic.close)
+            if not await self._until(session.start()):  # stopped while the models load
+                return self.report
+            heap.enter_context(frozen_heap())  # the warm models: out of the collector's full passes
+            for note in session.notes:
+                self._say(note)
+            dub.start(source.video)
+            if source.audio is not None:
+                feed.start(source.audio)
+            await self._open_sinks(source, session, dub)
+            tasks.append(asyncio.create_task(self._housekeeping(), name="live-housekeeping"))
+            if self.on_event is not None:
+                tasks.append(asyncio.create_task(self._forward_events(session), name="live-events"))
             if isinstance(source, FileSource):
-                play = asyncio.create_task(source.run(clock.now, self._on_frame, session.push_audio))
-                stopper = asyncio.create_task(self.stop.wait())
-                await asyncio.wait({play, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if play.done():
-                    play.result()
-                    # the file has played: say what is still pending, keep sending the last frame meanwhile
-                    await self._finish(session, source)
-                else:
-                    play.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await play
+                # the file plays; then its last words are translated and spoken while its last frame holds
+                if await self._until(source.played()):
+                    await self._until(session.finish())
             else:
-                await source.run(clock.now, self._on_frame, session.push_audio, stop=self.stop)
+                await self.stop.wait()
         finally:
-            for task in (house, events):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-            self.report.dropped = getattr(source, "dropped", 0)
-            self.report.stats = self.stats()
-            self.report.clips = [(c.start, c.end, c.text, c.source_text, c.source_start, c.source_end)
-                                 for c in session.track.clips]
-            await asyncio.get_running_loop().run_in_executor(None, self._close_devices)
-            if self._recorder is not None:
-                self.report.record_origin = self._recorder.origin
-                keep = not self.stop.is_set() or self.report.frames_out > 0
-                self.report.recorded = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: self._recorder.close(session.audio_out, keep=keep))
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await dub.aclose()
+            await feed.aclose()
+            self._fill_report(source, session)
+            await self._close_sinks()
+            await asyncio.to_thread(source.close)
             await session.aclose()
-            save_bank(session)
+            await asyncio.to_thread(save_bank, session)
+            heap.close()
             self.report.seconds = time.monotonic() - started
+        if self._error is not None:
+            raise self._error
         return self.report
 
-    def _close_devices(self) -> None:
-        """Off the event loop: closing a device can block (pactl, PortAudio)."""
-        for close in self._closers:
-            with contextlib.suppress(Exception):
-                close()
+    def _open_source(self, clock: WallClock) -> FileSource | _Devices:
+        """On a thread: opening a camera, a microphone or a file (its audio is decoded) blocks."""
+        if self.options.source is not None:
+            return FileSource(self.options.source, clock.now)
+        camera = CameraTrack(self.options.camera, clock.now)
+        try:
+            mic = MicrophoneTrack(self.options.mic, clock.now)
+        except DeviceError as exc:
+            self._say(f"{exc}; the video is still dubbed (no speech will come in)")
+            mic = None
+        return _Devices(camera, mic)
+
+    async def _until(self, work: Awaitable) -> bool:
+        """Await `work` unless `stop` is set first (then cancel it); True when it completed."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (task, stopper):
+                t.cancel()
+            for t in (task, stopper):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t  # re-raises what `work` raised
+        return not self.stop.is_set()
+
+    def _fail(self, exc: LivedubError) -> None:
+        """A frame could not be drawn for a reason the user must fix (an engine that cannot load): stop."""
+        if self._error is None:
+            self._error = exc
+            self.stop.set()
+
+    # -- sinks --------------------------------------------------------------------------------------
+
+    async def _open_sinks(self, source, session: DubSession, dub: DubVideoTrack) -> None:
+        """Each opened on a thread; each pulls its own track."""
+        options = self.options
+        delayed = lambda: self.sync.delay if self.sync is not None else 0.0  # noqa: E731
+        if options.virtual_camera:
+            try:
+                cam = await asyncio.to_thread(VirtualCamera, source.width, source.height, source.fps,
+                                              backend=options.virtual_camera_backend)
+            except DeviceError as exc:
+                self._say(str(exc))
+            else:
+                self._closers.append(cam.aclose)
+                cam.play(dub.subscribe())
+                self.report.sinks.append(f"virtual camera {cam.name}")
+        if options.virtual_mic:
+            try:
+                mic = await asyncio.to_thread(VirtualMicrophone)
+                self._closers.append(lambda: asyncio.to_thread(mic.close))
+                out = await asyncio.to_thread(AudioOut, sink=mic.name)
+            except DeviceError as exc:
+                self._say(f"{exc}; no virtual microphone")
+            else:
+                self._closers.append(out.aclose)  # closed before the sink goes
+                out.play(DubAudioTrack(session, delay=delayed))
+                self.report.sinks.append(f"virtual microphone: pick '{mic.monitor}' (or 'livedub_mic') in the call app")
+        if options.audio_out:
+            try:
+                out = await asyncio.to_thread(AudioOut, device=options.audio_out)
+            except DeviceError as exc:
+                self._say(str(exc))
+            else:
+                self._closers.append(out.aclose)
+                out.play(DubAudioTrack(session, delay=delayed))
+                self.report.sinks.append(f"audio out {options.audio_out}")
+        if options.record:
+            self._recorder = await asyncio.to_thread(Recorder, options.record, source.width, source.height,
+                                                     source.fps, rate=session.track.output_rate)
+            self._recorder.record(dub.subscribe(), DubAudioTrack(session))
+            self.report.sinks.append(f"recording {options.record}")
+
+    async def _close_sinks(self) -> None:
+        for close in reversed(self._closers):
+            try:
+                await close()
+            except Exception as exc:  # a device that fails to close must not keep the others open
+                log.debug("closing a sink failed: %s", exc)
+        self._closers = []
+        if self._recorder is not None:
+            self.report.record_origin = self._recorder.origin
+            keep = not self.stop.is_set() or self.report.frames_out > 0
+            self.report.recorded = await self._recorder.aclose(keep=keep)
+
+    # -- while it runs ------------------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        """The audio delay follows the video latency; stats lines."""
+        every = min(UPDATE_EVERY_S, self.options.stats_every or UPDATE_EVERY_S)
+        last_stats = 0.0
+        while True:
+            await asyncio.sleep(every)
+            assert self.sync is not None
+            self.sync.update()
+            now = time.monotonic()
+            if self.on_stats and self.options.stats_every and now - last_stats >= self.options.stats_every - 1e-3:
+                last_stats = now
+                self.on_stats(self.stats())
 
     async def _forward_events(self, session: DubSession) -> None:
         async for event in session.events():
             if self.on_event is not None:
                 self.on_event(event)
 
-    async def _finish(self, session: DubSession, source: FileSource) -> None:
-        """After the source: the last words are translated and spoken while the last frame keeps going out."""
-        last = self._last_frame if self._last_frame is not None else np.zeros((source.height, source.width, 3), np.uint8)
-        finishing = asyncio.create_task(session.finish())
-        interval = 1.0 / source.fps
-        clock = session.clock
-        due = clock.now()
-        while not finishing.done() and not self.stop.is_set():
-            await self._on_frame(last, due)
-            due += interval
-            await asyncio.sleep(max(due - clock.now(), 0.0))
-        if not finishing.done():
-            finishing.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await finishing
+    def stats(self) -> dict:
+        assert self.session is not None and self.sync is not None and self._dub is not None
+        dub = self._dub
+        stats = self.session.stats()
+        stats.update(frames_out=dub.gaps.count, max_frame_gap_ms=round(1000 * dub.gaps.max_gap_s, 1),
+                     dropped_frames={"before_lipsync": dub.inbound.dropped, "before_sinks": dub.dropped_before_sink},
+                     cpu_s=self.pool.busy_seconds(), **self.sync.stats())
+        return stats
+
+    def _fill_report(self, source, session: DubSession) -> None:
+        dub, report = self._dub, self.report
+        assert dub is not None
+        report.frames_in = dub.inbound.delivered + dub.inbound.dropped
+        report.frames_out = dub.gaps.count
+        report.max_frame_gap_s = dub.gaps.max_gap_s
+        report.frame_times = dub.gaps.times
+        report.dropped = source.dropped + dub.inbound.dropped
+        report.stats = self.stats()
+        report.clips = [(c.start, c.end, c.text, c.source_text, c.source_start, c.source_end)
+                        for c in session.track.clips]

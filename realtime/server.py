@@ -68,6 +68,7 @@ class DubServer:
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self.peers: dict[str, PeerSession] = {}
+        self._starting = 0  # offers being answered (not yet in `peers`)
         self.served = 0
         self._names = itertools.count(1)
         self._files = {name: (WEB / name).read_bytes() for name in ("index.html", *STATIC)}
@@ -160,6 +161,8 @@ class DubServer:
             for stage, s in p["stages"].items():
                 w = worst.setdefault(stage, {"p50_ms": 0.0, "p95_ms": 0.0})
                 w["p50_ms"], w["p95_ms"] = max(w["p50_ms"], s["p50_ms"]), max(w["p95_ms"], s["p95_ms"])
+        if "video" in worst:
+            worst["frame"] = dict(worst["video"])  # the per-frame latency's old name here, kept for operators
         dropped = sum(sum(p["dropped_frames"].values()) for p in peers)
         return web.json_response({"sessions": len(peers), "max_sessions": self.max_sessions,
                                   "sessions_served": self.served, "stages": worst, "dropped_frames": dropped,
@@ -188,10 +191,28 @@ class DubServer:
         problem = _sdp_problem(sdp)
         if problem:
             return _error(400, f"malformed SDP offer: {problem}")
-        if len(self.peers) >= self.max_sessions:
+        if len(self.peers) + self._starting >= self.max_sessions:
             return _error(503, f"server full: {self.max_sessions} session{'s' if self.max_sessions > 1 else ''} "
                                "already running; try again when one ends")
-        return await self._answer(config, sdp)
+        self._starting += 1  # counted at once: concurrent offers cannot overshoot the cap
+        try:
+            problem = await self._translation_problem(config)
+        finally:
+            self._starting -= 1
+        if problem:
+            return _error(400, problem)
+        return await self._answer(config, sdp)  # takes its place in `peers` before it awaits anything
+
+    async def _translation_problem(self, config: DubConfig) -> str:
+        """Why the peer's language pair cannot be translated, or "": a missing pair is the caller's 400, not a
+        silent call. Loading the translator blocks, so it runs off the loop."""
+        if not config.source or config.source == config.target:
+            return ""
+        try:
+            await asyncio.to_thread(self.pool.translator, config.source, config.target)
+        except LivedubError as exc:
+            return str(exc)
+        return ""
 
     def _config_for(self, body: dict) -> DubConfig:
         """The server's config with this peer's choices (`to`, `from`, `engine`), checked."""
@@ -214,10 +235,7 @@ class DubServer:
             if engine == "wav2lip" and not self.config.checkpoint:
                 raise LivedubError("the wav2lip engine needs a checkpoint on the server (livedub serve --checkpoint)")
             changes["engine"] = engine
-        config = self.config.replace(**changes)
-        if config.source and config.source != config.target:
-            self.pool.translator(config.source, config.target)  # a missing pair is the caller's 400, not a silent call
-        return config
+        return self.config.replace(**changes)
 
     async def _answer(self, config: DubConfig, sdp: str) -> web.Response:
         from aiortc import RTCConfiguration, RTCPeerConnection
@@ -226,7 +244,7 @@ class DubServer:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         session = DubSession(config, self.pool, WallClock(), fps=CAMERA_FPS, video=True, name=name)
         peer = PeerSession(pc, session, name=name, idle_timeout=self.idle_timeout, on_closed=self._forget)
-        self.peers[name] = peer  # counted at once: concurrent offers cannot overshoot the cap
+        self.peers[name] = peer
         try:
             answer = await peer.answer(sdp, "offer")
         except LivedubError as exc:

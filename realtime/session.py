@@ -194,7 +194,9 @@ class DubSession:
                                 source_language=lambda: self.source_language)
         recognizer = await self.pool.worker("asr").run(
             lambda: self.pool.recognizer(streaming=True, live=self.clock.live))
-        self._units = StreamingUnits(StreamingRecognizer(recognizer, language=self.config.source), self.pool,
+        streamer = await self.pool.worker("asr").run(  # builds its VAD (an ONNX session): off the loop
+            lambda: StreamingRecognizer(recognizer, language=self.config.source))
+        self._units = StreamingUnits(streamer, self.pool,
                                      self.clock, self.hub, self.latency, on_unit=self._live.queue,
                                      on_error=self._error, language=self.config.source)
         await self._warm_up(recognizer)

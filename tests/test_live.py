@@ -15,14 +15,17 @@ import numpy as np
 import pytest
 import pyvirtualcam
 import skimage.data
+from aiortc.mediastreams import MediaStreamTrack
+from loop_steps import LoopSteps
 
-from livedub.engines.audio import resample
+from livedub.engines.audio import OUTPUT_RATE, SAMPLE_RATE, resample
 from livedub.engines.face.landmarks import mouth_opening
 from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
 from livedub.realtime.cli.camera import run_live
 from livedub.realtime.config import DubConfig
 from livedub.realtime.factory import ModelPool
 from livedub.realtime.io.files import Mp4Writer
+from livedub.realtime.io.tracks import audio_frame
 from livedub.realtime.live import LiveOptions
 
 FPS = 25
@@ -68,9 +71,9 @@ def face_frame(i: int, face: bool = True) -> np.ndarray:
 
 
 def make_clip(path, pcm16k: np.ndarray, no_face: tuple[float, float] | None = None) -> int:
-    audio = resample(pcm16k, 16_000, 48_000)
-    n = int(np.ceil(len(pcm16k) / 16_000 * FPS))
-    with Mp4Writer(path, 640, 480, FPS, audio, 48_000) as w:
+    audio = resample(pcm16k, SAMPLE_RATE, OUTPUT_RATE)
+    n = int(np.ceil(len(pcm16k) / SAMPLE_RATE * FPS))
+    with Mp4Writer(path, 640, 480, FPS, audio, OUTPUT_RATE) as w:
         for i in range(n):
             t = i / FPS
             w.write(face_frame(i, face=not (no_face and no_face[0] <= t < no_face[1])))
@@ -94,8 +97,8 @@ class MonitorRecorder:
                 self.saw_sink = True
                 with open(self.path, "wb") as out:
                     self.proc = subprocess.Popen(
-                        ["parec", "-d", "livedub.monitor", "--format=float32le", "--rate=16000", "--channels=1",
-                         "--raw", "--latency-msec=50"], stdout=out, stderr=subprocess.DEVNULL)
+                        ["parec", "-d", "livedub.monitor", "--format=float32le", f"--rate={SAMPLE_RATE}",
+                         "--channels=1", "--raw", "--latency-msec=50"], stdout=out, stderr=subprocess.DEVNULL)
                     self._stop.wait()
                 return
             time.sleep(0.05)
@@ -112,9 +115,12 @@ class MonitorRecorder:
 @pytest.fixture(scope="module")
 def live_run(tmp_path_factory, english_speech, pulse):
     """One real-time run of a 9 s clip (two sentences, the face leaving the picture for a second in between),
-    under asyncio debug mode with an 80 ms slow-callback threshold."""
+    its event-loop steps timed from before the session starts (models load, devices open) to after it closes
+    (devices released, the recording written)."""
+    import gc
+
     root = tmp_path_factory.mktemp("live")
-    gap = np.zeros(int(0.9 * 16_000), np.float32)
+    gap = np.zeros(int(0.9 * SAMPLE_RATE), np.float32)
     pcm = np.concatenate([gap, english_speech("The house is very big."), gap, gap,
                           english_speech("My brother has a red car."), gap, gap])
     clip = root / "talk_en.mp4"
@@ -123,32 +129,37 @@ def live_run(tmp_path_factory, english_speech, pulse):
     options = LiveOptions(source=clip, record=root / "live_es.mp4", virtual_camera_backend=BACKEND)
     pool = ModelPool(config.settings)
     monitor = MonitorRecorder(pulse, root / "monitor.f32")
-    slow: list[str] = []
-
-    class SlowCallbacks(logging.Handler):
-        def emit(self, record):
-            if "took" in record.getMessage() and "Executing" in record.getMessage():
-                slow.append((time.monotonic(), record.getMessage()))
-
-    handler = SlowCallbacks()
-    logging.getLogger("asyncio").addHandler(handler)
+    asyncio_log = AsyncioLog()
     MemoryCamera.opened.clear()
-
-    async def main():
-        loop = asyncio.get_running_loop()
-        loop.set_debug(True)
-        loop.slow_callback_duration = 0.08
-        return await run_live(config, pool, options, quiet=True)
-
     try:
-        report = asyncio.run(main())
+        with LoopSteps() as steps, asyncio_log:
+            report = asyncio.run(run_live(config, pool, options, quiet=True))
+            gc.collect()  # a task left pending is reported when it is collected
     finally:
-        logging.getLogger("asyncio").removeHandler(handler)
         heard = monitor.stop()
         pool.close()
     threads = [t.name for t in threading.enumerate() if t.name.startswith("livedub-")]
-    return {"report": report, "camera": MemoryCamera.opened[0], "heard": heard, "slow": slow, "root": root,
-            "frames": n_frames, "threads": threads, "sink_seen": monitor.saw_sink, "pulse": pulse}
+    return {"report": report, "camera": MemoryCamera.opened[0], "heard": heard, "steps": steps, "root": root,
+            "frames": n_frames, "threads": threads, "sink_seen": monitor.saw_sink, "pulse": pulse,
+            "asyncio_errors": asyncio_log.errors}
+
+
+class AsyncioLog(logging.Handler):
+    """asyncio's own complaints (a task destroyed while pending, an exception never retrieved)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.errors: list[str] = []
+
+    def emit(self, record):
+        self.errors.append(record.getMessage())
+
+    def __enter__(self):
+        logging.getLogger("asyncio").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("asyncio").removeHandler(self)
 
 
 def test_virtual_camera_gets_every_frame_at_the_source_rate(live_run):
@@ -162,23 +173,23 @@ def test_virtual_camera_gets_every_frame_at_the_source_rate(live_run):
 
 
 def test_frames_keep_flowing_through_whisper_passes_and_a_face_leaving(live_run):
-    """Frames keep their rate while speech, silence, whisper passes and a face-less second go by: 99% of
-    gaps within 2 frame intervals. On 2 shared cores (recognition, MT, TTS, tracking and encoding in one
-    process) a rare stall of up to 4 intervals was measured; the benchmark reports the worst case."""
+    """No frame gap above 2 frame intervals while speech, silence, whisper passes and a face-less second go
+    by (what the call app's camera receives)."""
     report = live_run["report"]
     gaps = np.diff(np.array(live_run["camera"].times))
-    assert np.percentile(gaps, 99) <= 2.0 / FPS + 0.01, f"p99 gap {np.percentile(gaps, 99) * 1000:.0f} ms"
-    assert gaps.max() <= 4.0 / FPS + 0.01, f"max gap {gaps.max() * 1000:.0f} ms ({report.dropped} dropped)"
+    assert gaps.max() <= 2.0 / FPS + 0.01, f"max gap {gaps.max() * 1000:.0f} ms ({report.dropped} dropped)"
 
 
-def test_event_loop_never_blocks_while_media_flows(live_run):
-    """No loop step over 80 ms once frames go out (two frame intervals). The loop's own steps take a few ms,
-    but a step is timed on the wall clock, GIL waits included: the asr task's light step (words → units)
-    was measured at 52 ms once in a full run, most likely waiting on a model thread's C code (not profiled). While models load, before the first
-    frame, nothing waits on the loop. The frame-gap test measures what that costs the video."""
-    first_frame = live_run["camera"].times[0]
-    slow = [message for at, message in live_run["slow"] if at >= first_frame]
-    assert not slow, slow[:5]
+def test_event_loop_never_blocks_from_start_to_close(live_run):
+    """No loop step over 50 ms in the whole run: models loading, devices opening (pactl, the recorder's
+    encoder), media flowing, the session finishing, devices closing."""
+    steps = live_run["steps"]
+    assert steps.steps > 1000  # the instrument saw the run
+    assert not steps.slow, [str(s) for s in steps.slow[:8]]
+
+
+def test_no_task_is_left_pending(live_run):
+    assert not live_run["asyncio_errors"], live_run["asyncio_errors"][:3]
 
 
 def test_the_livedub_microphone_speaks_spanish(live_run):
@@ -188,7 +199,7 @@ def test_the_livedub_microphone_speaks_spanish(live_run):
     assert live_run["sink_seen"]
     assert any(s.startswith("virtual microphone") for s in live_run["report"].sinks), live_run["report"].notices
     heard = live_run["heard"]
-    assert len(heard) > 16_000 * 3 and np.abs(heard).max() > 0.05
+    assert len(heard) > SAMPLE_RATE * 3 and np.abs(heard).max() > 0.05
     # the live voice here is the fastest that keeps up (espeak-ng for Spanish on 2 cores), which whisper hears
     # roughly: it is transcribed as Spanish and must give back content words of the translation
     transcript = registry.recognizer(Settings()).transcribe(heard, language="es")
@@ -198,37 +209,89 @@ def test_the_livedub_microphone_speaks_spanish(live_run):
     assert "casa" in said and ("hermano" in said or "coche" in said), said
 
 
+class ToneTrack(MediaStreamTrack):
+    """A 440 Hz tone as an audio track paced by the monotonic clock (20 ms frames)."""
+
+    kind = "audio"
+
+    def __init__(self):
+        super().__init__()
+        self.start: float | None = None
+        self.n = 0
+
+    async def recv(self):
+        if self.start is None:
+            self.start = time.monotonic()
+        t = self.n * 0.02
+        await asyncio.sleep(max(self.start + t + 0.02 - time.monotonic(), 0.0))
+        self.n += 1
+        tone = 0.3 * np.sin(2 * np.pi * 440 * (t + np.arange(int(0.02 * OUTPUT_RATE)) / OUTPUT_RATE))
+        return audio_frame(tone.astype(np.float32), OUTPUT_RATE, t)
+
+
 def test_audio_out_plays_into_a_sink_made_after_the_audio_library_loaded(pulse, tmp_path):
     """The sound server can start (or restart) after PortAudio has listed its devices; the virtual microphone
-    must still get the audio, on the sink it names. A 440 Hz tone through AudioOut, recorded off the monitor."""
+    must still get the audio, on the sink it names. A 440 Hz tone track played by AudioOut, recorded off the
+    monitor."""
     import sounddevice  # noqa: F401  (loaded first, as in a long-running process)
 
     from livedub.realtime.io.devices import AudioOut, VirtualMicrophone
 
     mic = VirtualMicrophone("livedub_tone")
-    start = time.monotonic()
-    tone = lambda t0, t1: 0.3 * np.sin(2 * np.pi * 440 * np.arange(t0, t1, 1 / 48_000)).astype(np.float32)  # noqa: E731
-    out = AudioOut(tone, lambda: time.monotonic() - start, lambda: 0.0, sink=mic.name)
-    deadline = time.monotonic() + 10  # a fresh null sink may sleep up to 2 s (its idle latency) before it reads
-    while out.blocks < 10 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert out.blocks >= 10, "the sink never took the stream"
     path = tmp_path / "tone.f32"
-    with open(path, "wb") as f:
-        rec = subprocess.Popen(["parec", "-d", f"{mic.monitor}", "--format=float32le", "--rate=16000",
-                                "--channels=1", "--raw", "--latency-msec=50"], stdout=f, stderr=subprocess.DEVNULL)
-        time.sleep(1.2)
-        rec.terminate()
-        rec.wait(timeout=5)
-    out.close()
-    mic.close()
+
+    async def play() -> int:
+        out = await asyncio.to_thread(AudioOut, sink=mic.name)
+        out.play(ToneTrack())
+        deadline = time.monotonic() + 10  # a fresh null sink may sleep up to 2 s (its idle latency) before it reads
+        while out.blocks < 10 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        blocks = out.blocks
+        if blocks >= 10:
+            with open(path, "wb") as f:
+                rec = subprocess.Popen(["parec", "-d", f"{mic.monitor}", "--format=float32le",
+                                        f"--rate={SAMPLE_RATE}", "--channels=1", "--raw", "--latency-msec=50"],
+                                       stdout=f, stderr=subprocess.DEVNULL)
+                await asyncio.sleep(1.2)
+                rec.terminate()
+                await asyncio.to_thread(rec.wait, 5)
+        await out.aclose()
+        return blocks
+
+    try:
+        assert asyncio.run(play()) >= 10, "the sink never took the stream"
+    finally:
+        mic.close()
     heard = np.fromfile(path, np.float32)
-    assert len(heard) > 16_000 * 0.5
+    assert len(heard) > SAMPLE_RATE * 0.5
     loud = heard[len(heard) // 4:]
     assert np.sqrt(np.mean(loud**2)) > 0.1, "no tone on the sink's monitor"
     spectrum = np.abs(np.fft.rfft(loud))
-    assert abs(np.argmax(spectrum) * 16_000 / len(loud) - 440) < 10
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(loud) - 440) < 10
     assert "livedub_tone" not in pulse("list", "short", "sinks")
+
+
+def test_microphone_is_a_track_of_blocks_on_the_session_clock(pulse):
+    """The microphone (PortAudio on the PulseAudio server's default source) as a track: 20 ms frames, stamped
+    on the session clock one after the other (sample-accurate), as fast as they are spoken (not faster)."""
+    from livedub.realtime.io.devices import MicrophoneTrack
+
+    async def listen():
+        origin = time.monotonic()
+        mic = await asyncio.to_thread(MicrophoneTrack, None, lambda: time.monotonic() - origin)
+        try:
+            started = time.monotonic()
+            frames = [await mic.recv() for _ in range(50)]
+            return frames, time.monotonic() - started, time.monotonic() - origin
+        finally:
+            await asyncio.to_thread(mic.close)
+
+    frames, took, ended = asyncio.run(listen())
+    stamps = np.array([float(f.pts * f.time_base) for f in frames])
+    assert all(f.samples == OUTPUT_RATE // 50 and f.sample_rate == OUTPUT_RATE for f in frames)
+    assert np.allclose(np.diff(stamps), 0.02, atol=1e-4), np.diff(stamps)
+    assert 0 <= ended - stamps[-1] < 0.3, (ended, stamps[-1])  # the last block: just spoken, on the session clock
+    assert took > 0.7, f"a second of audio came in {took:.2f} s"
 
 
 def test_first_translation_starts_soon_after_the_phrase_ends(live_run):
@@ -257,13 +320,40 @@ def test_recorded_mouth_moves_only_while_translated_speech_plays(live_run):
         speaking |= (t >= start - 0.15) & (t <= end + 0.25)
     silent = openings[~speaking]
     assert np.isfinite(openings).mean() > 0.7  # the face is tracked (it leaves for a second)
-    assert np.nanmax(silent) - np.nanmin(silent) < 0.06  # a still mouth outside the dub (0.052 seen: tracker jitter)
+    assert np.nanmax(silent) - np.nanmin(silent) < 0.05  # a still mouth outside the dub
     assert np.nanmax(openings[speaking]) > np.nanmax(silent) + 0.1  # that opens when it speaks
 
 
 def test_everything_is_released_at_the_end(live_run):
     assert not live_run["threads"], live_run["threads"]
     assert "livedub" not in live_run["pulse"]("list", "short", "sinks")  # the sink we made is gone
+
+
+def test_calls_with_a_mouth_bank_never_block_the_loop(tmp_path, english_speech):
+    """`--bank`: the first call learns the speaker's mouths and saves them when it ends; the next call loads
+    them when it starts. Neither the load nor the save (nor anything else from start to close) holds the event
+    loop over 50 ms."""
+    from livedub.engines.lipsync.exemplar_bank import MouthBank
+
+    gap = np.zeros(int(0.5 * SAMPLE_RATE), np.float32)
+    clip = tmp_path / "short.mp4"
+    make_clip(clip, np.concatenate([gap, english_speech("The house is very big."), gap]))
+    bank = tmp_path / "me.npz"
+    config = DubConfig(target="es", source="en", engine="exemplar", bank=bank)
+    options = LiveOptions(source=clip, virtual_camera=False, virtual_mic=False)
+    pool = ModelPool(config.settings)
+    learned = []
+    try:
+        for _call in range(2):
+            with LoopSteps() as steps:
+                report = asyncio.run(run_live(config, pool, options, quiet=True))
+            assert report.frames_out > 50
+            assert not steps.slow, [str(s) for s in steps.slow[:8]]
+            assert bank.exists(), "the bank was not saved when the call ended"
+            learned.append(len(MouthBank.load(bank)))
+    finally:
+        pool.close()
+    assert learned[0] > 0 and learned[1] >= learned[0], learned  # the second call started from the first's
 
 
 @pytest.mark.slow
@@ -277,9 +367,10 @@ def test_a_long_monologue_keeps_lag_memory_and_queues_bounded(tmp_path, english_
             "on Saturdays, while my grandfather repaired bicycles in the garage behind the kitchen and listened "
             "to the radio all afternoon.")
     speech = english_speech(text)
-    while len(speech) < 30 * 16_000:
+    while len(speech) < 30 * SAMPLE_RATE:
         speech = np.concatenate([speech, english_speech(text)])
-    pcm = np.concatenate([np.zeros(8000, np.float32), speech[: 32 * 16_000], np.zeros(8000, np.float32)])
+    half_second = np.zeros(SAMPLE_RATE // 2, np.float32)
+    pcm = np.concatenate([half_second, speech[: 32 * SAMPLE_RATE], half_second])
     clip = tmp_path / "monologue.mp4"
     make_clip(clip, pcm)
     samples: list[dict] = []
@@ -328,8 +419,8 @@ def test_no_camera_is_one_clear_line():
 def test_sigterm_stops_cleanly_within_a_second(tmp_path, english_speech, pulse):
     import signal
 
-    pcm = np.concatenate([np.zeros(8000, np.float32), english_speech("The house is very big."),
-                          np.zeros(16_000 * 20, np.float32)])
+    pcm = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), english_speech("The house is very big."),
+                          np.zeros(SAMPLE_RATE * 20, np.float32)])
     clip = tmp_path / "long_pause.mp4"
     make_clip(clip, pcm)
     proc = _cli("camera", "--to", "es", "--from", "en", "--engine", "viseme", "--source", str(clip),

@@ -51,6 +51,7 @@ class ServerThread:
     urllib) can drive it from the test's thread."""
 
     def __init__(self, config, pool, **kwargs):
+        from livedub.realtime.heap import frozen_heap
         from livedub.realtime.server import DubServer
 
         self.loop = asyncio.new_event_loop()
@@ -63,6 +64,8 @@ class ServerThread:
             return server
 
         self.server = self.call(make())
+        self._heap = frozen_heap()  # as `livedub serve` does once its models are warm
+        self._heap.__enter__()
 
     def call(self, coro, timeout: float = 60.0):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -72,10 +75,19 @@ class ServerThread:
         return f"http://127.0.0.1:{self.server.port}/"
 
     def close(self) -> None:
+        self._heap.__exit__(None, None, None)
         self.call(self.server.stop())
+        self.call(_cancel_the_rest())  # as asyncio.run does: no task is left pending on a closed loop
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def http(url: str, body: bytes | str | None = None, headers: dict | None = None) -> tuple[int, dict | str]:
@@ -157,10 +169,44 @@ def face_track():
     return FaceTrack()
 
 
-async def call(base: str, *, body: dict | None = None, headers: dict | None = None, video=True):
-    """An aiortc client: offer camera (the face) + microphone (silence) + the datachannel; returns
-    (pc, channel, status, reply, tracks) after the server's answer (applied when the status is 200; `tracks`
-    fills with the server's tracks as they arrive)."""
+def speech_track(pcm: np.ndarray, rate: int = 48_000):
+    """An aiortc microphone track saying `pcm` (mono float) over and over, in 20 ms frames on its own clock."""
+    import fractions
+    import time
+
+    import av
+    from aiortc.mediastreams import MediaStreamTrack
+
+    samples = rate // 50
+    looped = np.concatenate([pcm, pcm[: samples - len(pcm) % samples]])
+    data = (np.clip(looped, -1, 1) * 32767).astype(np.int16)
+
+    class SpeechTrack(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self):
+            super().__init__()
+            self.start: float | None = None
+            self.n = 0
+
+        async def recv(self):
+            if self.start is None:
+                self.start = time.monotonic()
+            await asyncio.sleep(max(self.start + self.n * samples / rate - time.monotonic(), 0.0))
+            at = (self.n * samples) % len(data)
+            frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
+            frame.planes[0].update(data[at : at + samples].tobytes())
+            frame.sample_rate, frame.pts, frame.time_base = rate, self.n * samples, fractions.Fraction(1, rate)
+            self.n += 1
+            return frame
+
+    return SpeechTrack()
+
+
+async def call(base: str, *, body: dict | None = None, headers: dict | None = None, video=True, audio=None):
+    """An aiortc client: offer camera (the face) + microphone (`audio`, silence by default) + the datachannel;
+    returns (pc, channel, status, reply, tracks) after the server's answer (applied when the status is 200;
+    `tracks` fills with the server's tracks as they arrive)."""
     import aiohttp
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack
@@ -168,7 +214,7 @@ async def call(base: str, *, body: dict | None = None, headers: dict | None = No
     pc = RTCPeerConnection()
     if video:
         pc.addTrack(face_track())
-    pc.addTrack(AudioStreamTrack())
+    pc.addTrack(audio or AudioStreamTrack())
     channel = pc.createDataChannel("livedub")
     tracks: dict = {}
     pc.on("track", lambda t: tracks.setdefault(t.kind, t))
@@ -180,3 +226,95 @@ async def call(base: str, *, body: dict | None = None, headers: dict | None = No
     if status == 200:
         await pc.setRemoteDescription(RTCSessionDescription(**reply))
     return pc, channel, status, reply, tracks
+
+
+# -- callers in their own process -------------------------------------------------------------------------
+
+
+def in_another_process(func, *args, timeout: float = 600.0):
+    """`func(*args)` (a function of this module) run in a fresh Python process, as a browser would run: its
+    CPU time and its GIL are not the server's. Returns what it returns."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply_async(func, args).get(timeout)
+
+
+def _frame_puller(track, arrivals: list[float]) -> asyncio.Future:
+    import contextlib
+    import time
+
+    from aiortc.mediastreams import MediaStreamError
+
+    async def pull():
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                arrivals.append(time.monotonic())
+
+    return asyncio.ensure_future(pull())
+
+
+async def _until(predicate, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def callers_then_hang_ups(base: str, callers: int = 3, frames: int = 30) -> list[int]:
+    """`callers` aiortc clients call at once, each until it has `frames` dubbed frames back; then they hang up
+    one after the other. Returns how many frames each got."""
+
+    async def run():
+        calls = [await call(base, body={"engine": "viseme"}) for _ in range(callers)]
+        assert all(status == 200 for _, _, status, _, _ in calls), [reply for *_, reply, _ in calls]
+        await _until(lambda: all("video" in tracks for *_, tracks in calls), 30, "the dubbed video tracks")
+        arrivals: list[list[float]] = [[] for _ in calls]
+        pullers = [_frame_puller(tracks["video"], got) for (*_, tracks), got in zip(calls, arrivals, strict=True)]
+        await _until(lambda: all(len(got) >= frames for got in arrivals), 90, f"{frames} dubbed frames on every call")
+        for (pc, *_), puller in zip(calls, pullers, strict=True):
+            await pc.close()
+            puller.cancel()
+            await asyncio.sleep(0.5)
+        return [len(got) for got in arrivals]
+
+    return asyncio.run(run())
+
+
+def caller_switching_language(base: str, speech: np.ndarray, rate: int, to: str) -> dict:
+    """An aiortc client saying `speech` over and over to a server dubbing into Spanish; once a Spanish sentence
+    came back it asks for `to` over the datachannel and waits for a sentence in it. Returns the dubbed frames'
+    arrival times, when it switched, when the new language came back, and those sentences."""
+    import json
+    import time
+
+    from livedub.realtime.io.webrtc import PROTOCOL
+
+    async def run():
+        pc, channel, status, reply, tracks = await call(base, body={"to": "es", "engine": "viseme"},
+                                                        audio=speech_track(speech, rate))
+        assert status == 200, reply
+        messages: list[dict] = []
+        channel.on("message", lambda m: messages.append(json.loads(m)))
+        await _until(lambda: "video" in tracks, 30, "the dubbed video track")
+        arrivals: list[float] = []
+        puller = _frame_puller(tracks["video"], arrivals)
+
+        def sentences(language: str) -> list[dict]:
+            return [m for m in messages if m["type"] == "sentence" and m.get("language") == language]
+
+        await _until(lambda: sentences("es"), 90, "a Spanish sentence")
+        switched = time.monotonic()
+        channel.send(json.dumps({"v": PROTOCOL, "type": "set_target", "language": to}))
+        await _until(lambda: sentences(to), 120, f"a sentence in {to}")
+        back = time.monotonic()
+        await asyncio.sleep(1.0)  # the first clip in the new language starts playing
+        puller.cancel()
+        await pc.close()
+        return {"arrivals": arrivals, "switched": switched, "back": back, "sentences": sentences(to)}
+
+    return asyncio.run(run())

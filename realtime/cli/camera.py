@@ -131,17 +131,17 @@ def live_demo(out: Path, face: Path, speech: Path, pool: ModelPool, *, quiet: bo
     """`make demo`'s live part: the sample played through a live session on the wall clock, no devices."""
     import numpy as np
 
-    from livedub.engines.audio import decode_audio
+    from livedub.engines.audio import OUTPUT_RATE, decode_audio
 
     from ..io.files import FaceVideo, Mp4Writer
 
     clip = out / "live_source_en.mp4"
-    audio = decode_audio(speech, 48_000)
-    audio = np.concatenate([np.zeros(24_000, np.float32), audio, np.zeros(48_000, np.float32)])
+    audio = decode_audio(speech, OUTPUT_RATE)  # 0.5 s of silence before the speech, 1 s after
+    audio = np.concatenate([np.zeros(OUTPUT_RATE // 2, np.float32), audio, np.zeros(OUTPUT_RATE, np.float32)])
     still = next(FaceVideo(face).frames(1))
     fps = 25
-    with Mp4Writer(clip, still.shape[1], still.shape[0], fps, audio, 48_000) as w:
-        for _ in range(int(len(audio) / 48_000 * fps) + 1):
+    with Mp4Writer(clip, still.shape[1], still.shape[0], fps, audio, OUTPUT_RATE) as w:
+        for _ in range(int(len(audio) / OUTPUT_RATE * fps) + 1):
             w.write(still)
     print(f"\n== live: {clip.name} played in real time through `livedub camera --to es` (no devices)",
           file=sys.stderr)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 
 from livedub.engines.errors import LivedubError
 
 from ..factory import ModelPool
+from ..heap import frozen_heap
 from .common import common_flags, config_from, dub_flags, lip_flags, model_flags
 
 
@@ -62,13 +64,41 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(server, args: argparse.Namespace) -> None:
-    if not args.quiet:
-        print("livedub: loading models…", file=sys.stderr)
-    await server.warm()
-    await server.start()
-    print(f"livedub: open {server.url}  (Ctrl-C to stop; {server.max_sessions} sessions at most)", file=sys.stderr)
+    """Serve until Ctrl-C or SIGTERM, which the event loop turns into a clean stop (peers hung up, exit 0)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    heap = contextlib.ExitStack()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
     try:
+        if not args.quiet:
+            print("livedub: loading models…", file=sys.stderr)
+        warming = asyncio.ensure_future(server.warm())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({warming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (warming, stopping):
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.Event().wait()
+            await stopping
+        if stop.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
+            return
+        warming.result()  # a model that cannot load: its one-line error
+        heap.enter_context(frozen_heap())  # the warm models: out of the collector's full passes
+        await server.start()
+        print(f"livedub: open {server.url}  (Ctrl-C to stop; {server.max_sessions} sessions at most)", file=sys.stderr)
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop.wait()
+        if not args.quiet:
+            print("livedub: stopping", file=sys.stderr)
     finally:
         await server.stop()
+        heap.close()
+        for sig in handled:
+            loop.remove_signal_handler(sig)

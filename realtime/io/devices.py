@@ -1,38 +1,41 @@
-"""Devices: camera, microphone, a video file played as both, the virtual camera, the virtual microphone.
+"""Devices as tracks: the camera and the microphone are sources, the virtual camera and the virtual microphone
+(and any output device) are sinks that pull from a track.
 
-Each only moves media in or out of a session. Sources call `on_frame(frame, pts)` / `on_audio(pcm, pts,
-rate)` with session times; sinks take frames as they are produced (the virtual camera, paced by the source) or
-pull translated audio by the session clock (the virtual microphone). Where a device cannot be had, the
-class raises `DeviceError` with one line saying why and how to get it; the live runner carries on without it.
+Everything that can block (opening a device, `pactl`, PortAudio, a device write) runs on a thread: build these
+objects with `asyncio.to_thread`, close them the same way, and each sink writes on its own thread. Where a
+device cannot be had, the class raises `DeviceError` with one line saying why and how to get it; the live
+runner carries on without it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-import os
 import shutil
 import subprocess
 import threading
 import time
-import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
+import av
 import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from livedub.engines.audio import OUTPUT_RATE  # devices run at the rate of the translated output
 from livedub.engines.errors import LivedubError
+
+from .tracks import PTIME, REANCHOR_S, TrackPump, audio_frame, mono_float, video_frame
 
 log = logging.getLogger("livedub.devices")
 
-MIC_RATE = 48_000
 SINK_NAME = "livedub"  # the PulseAudio/PipeWire null sink; its monitor is the microphone call apps pick
 MIC_NAME = "livedub_mic"  # the same monitor as a plain source (apps that hide monitors still list it)
 V4L2_HINT = "sudo modprobe v4l2loopback exclusive_caps=1 card_label=livedub (Linux) or start OBS's virtual camera"
-
-FrameFn = Callable[[np.ndarray, float], Awaitable[None]]
-AudioFn = Callable[[np.ndarray, float, int], None]
+MIC_BUFFER_S = 2.0  # microphone audio kept while the loop is busy; older blocks are dropped (counted)
+OUT_BUFFER_S = 0.12  # output audio waiting for a device; a device this far behind skips ahead
 
 
 class DeviceError(LivedubError):
@@ -42,91 +45,36 @@ class DeviceError(LivedubError):
 # -- sources ---------------------------------------------------------------------------------------------
 
 
-class FileSource:
-    """A video file played in real time as camera + microphone (demos, tests, benchmarks).
+class CameraTrack(MediaStreamTrack):
+    """A camera by index or device path (OpenCV) as a video track, each frame stamped with its capture time on
+    the session clock `now`. A thread reads the camera and keeps only the newest frame (`dropped` counts the
+    ones never taken); when the camera stops answering the last frame repeats at the camera's rate and the
+    camera is reopened every second. Opening blocks: build it off the event loop; `close()` likewise."""
 
-    Frames are delivered at their pts on the session clock; a frame whose time has already passed by more
-    than a frame interval when it is due is dropped (counted), as a camera would drop it.
-    """
+    kind = "video"
 
-    def __init__(self, path: str | os.PathLike, *, audio_chunk_s: float = 0.02):
-        from livedub.engines.audio import decode_audio
-
-        from .files import FaceVideo
-
-        self.path = Path(path)
-        self.video = FaceVideo(self.path)
-        if self.video.info.is_image:
-            raise LivedubError(f"{self.path}: --source needs a video with speech, not a photo")
-        self.fps = self.video.info.fps
-        self.width, self.height = self.video.info.width, self.video.info.height
-        self.audio = decode_audio(self.path, MIC_RATE) if self.video.info.has_audio else np.zeros(0, np.float32)
-        self.duration = max(self.video.info.duration, len(self.audio) / MIC_RATE)
-        self.audio_chunk = max(int(audio_chunk_s * MIC_RATE), 1)
-        self.dropped = 0
-        self.delivered = 0
-
-    async def run(self, now: Callable[[], float], on_frame: FrameFn, on_audio: AudioFn) -> None:
-        """Play the whole file from session time `now()`; returns when both tracks have been delivered."""
-        t0 = now()
-        await asyncio.gather(self._video(t0, now, on_frame), self._audio(t0, now, on_audio))
-
-    async def _video(self, t0: float, now: Callable[[], float], on_frame: FrameFn) -> None:
-        from .files import prefetch
-
-        interval = 1.0 / self.fps
-        frames = prefetch(self.video.frames(self.video.info.frames), size=4)
-        loop = asyncio.get_running_loop()
-        i = 0
-        while True:
-            frame = await loop.run_in_executor(None, next, frames, None)
-            if frame is None:
-                return
-            pts = t0 + i / self.fps
-            i += 1
-            wait = pts - now()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif wait < -interval:
-                self.dropped += 1
-                continue
-            self.delivered += 1
-            await on_frame(frame, pts)
-
-    async def _audio(self, t0: float, now: Callable[[], float], on_audio: AudioFn) -> None:
-        pos = 0
-        while pos < len(self.audio):
-            due = t0 + pos / MIC_RATE
-            wait = due - now()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            n = self.audio_chunk
-            on_audio(self.audio[pos : pos + n], due, MIC_RATE)
-            pos += n
-
-
-class CameraSource:
-    """A camera by index or device path (OpenCV). Reads on its own thread and keeps only the latest frame, so
-    a slow consumer never builds a queue; when the camera stops answering the last frame is repeated and the
-    camera is reopened every second."""
-
-    def __init__(self, device: str | int = 0, *, width: int | None = None, height: int | None = None,
-                 fps: float | None = None):
+    def __init__(self, device: str | int, now: Callable[[], float], *, width: int | None = None,
+                 height: int | None = None, fps: float | None = None):
+        super().__init__()
         import cv2
 
         self.device = int(device) if str(device).isdigit() else str(device)
+        self.now = now
         self._cv2 = cv2
         self._want = (width, height, fps)
         self._cap = self._open()
-        ok, frame = self._cap.read()
-        if not ok or frame is None:
+        ok, first = self._cap.read()
+        if not ok or first is None:
             self._cap.release()
             raise DeviceError(f"camera {device}: opened but gives no picture (busy in another app?)")
-        self.height, self.width = frame.shape[:2]
+        self.height, self.width = first.shape[:2]
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0) or (fps or 30.0)
-        self._latest: tuple[np.ndarray, float] | None = None
+        self._last: np.ndarray = first
+        self._latest: av.VideoFrame | None = None
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fresh = asyncio.Event()
         self._stop = threading.Event()
-        self._fresh = threading.Event()
         self._thread = threading.Thread(target=self._read, name="livedub-camera", daemon=True)
         self.dropped = 0
         self.delivered = 0
@@ -147,83 +95,129 @@ class CameraSource:
     def _read(self) -> None:
         last_warn = 0.0
         while not self._stop.is_set():
-            ok, frame = self._cap.read()
-            if ok and frame is not None:
-                if self._fresh.is_set():
-                    self.dropped += 1  # the consumer had not taken the previous one
-                self._latest = (frame, time.monotonic())
-                self._fresh.set()
+            ok, bgr = self._cap.read()
+            if ok and bgr is not None:
+                frame = video_frame(bgr, self.now())
+                with self._lock:
+                    if self._latest is not None:
+                        self.dropped += 1  # the reader had not taken the previous one
+                    self._latest, self._last = frame, bgr
+                with contextlib.suppress(RuntimeError):  # the loop closed under us
+                    self._loop.call_soon_threadsafe(self._fresh.set)
                 continue
             if time.monotonic() - last_warn > 10:
                 log.warning("camera %s stopped answering; sending the last frame and retrying", self.device)
                 last_warn = time.monotonic()
             self._cap.release()
-            time.sleep(1.0)
+            self._stop.wait(1.0)
             with contextlib.suppress(DeviceError):
                 self._cap = self._open()
 
-    async def run(self, now: Callable[[], float], on_frame: FrameFn, on_audio: AudioFn,
-                  stop: asyncio.Event | None = None) -> None:
-        """Deliver frames until `stop`; a dead camera repeats its last frame at the camera's rate."""
-        self._thread.start()
-        loop = asyncio.get_running_loop()
-        offset = now() - time.monotonic()  # camera stamps (monotonic) → session time
-        interval = 1.0 / self.fps
-        try:
-            while stop is None or not stop.is_set():
-                got = await loop.run_in_executor(None, self._fresh.wait, 2 * interval)
-                if got:
-                    self._fresh.clear()
-                frame, stamp = self._latest if self._latest else (None, 0.0)
-                if frame is None:
-                    continue
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread.start()
+        while True:
+            with self._lock:
+                frame, self._latest = self._latest, None
+            if frame is not None:
                 self.delivered += 1
-                await on_frame(frame, stamp + offset if got else now())
-        finally:
-            self._stop.set()
+                return frame
+            self._fresh.clear()
+            try:
+                await asyncio.wait_for(self._fresh.wait(), 2.0 / self.fps)
+            except asyncio.TimeoutError:  # a camera that stopped answering: the last picture, now
+                self.delivered += 1
+                return video_frame(self._last, self.now())
+
+    def close(self) -> None:
+        """Stop reading and release the camera (blocks up to a couple of seconds: call it off the loop)."""
+        self.stop()
+        if self._thread.is_alive():
             self._thread.join(timeout=2)
-            self._cap.release()
+        self._cap.release()
+
+    def stop(self) -> None:
+        self._stop.set()
+        super().stop()
 
 
-class MicSource:
-    """A microphone through sounddevice (PortAudio; on Linux PulseAudio/PipeWire's `pulse` device)."""
+class MicrophoneTrack(MediaStreamTrack):
+    """A microphone (sounddevice: PortAudio; on Linux PulseAudio/PipeWire's `pulse` device) as an audio track
+    of 20 ms blocks stamped on the session clock `now`. PortAudio's thread hands blocks over; nothing is
+    dropped unless the loop falls `MIC_BUFFER_S` behind. Opening blocks: build it off the event loop."""
 
-    def __init__(self, device: str | int | None = None, *, rate: int = MIC_RATE, block_s: float = 0.02):
+    kind = "audio"
+
+    def __init__(self, device: str | int | None, now: Callable[[], float], *, rate: int = OUTPUT_RATE):
+        super().__init__()
         try:
             import sounddevice as sd
         except OSError as exc:  # PortAudio missing
             raise DeviceError(f"no audio system: {exc}") from None
-        self._sd = sd
-        self.device = device
-        self.rate = rate
-        self.block = int(rate * block_s)
-        self._stream = None
-
-    def start(self, now: Callable[[], float], on_audio: AudioFn) -> None:
-        def callback(indata, frames, _time, status):
-            on_audio(indata[:, 0].copy(), now() - frames / self.rate, self.rate)
-
+        self.device, self.now, self.rate = device, now, rate
+        self._blocks: collections.deque = collections.deque(maxlen=int(MIC_BUFFER_S / PTIME))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = asyncio.Event()
+        self._next: float | None = None  # session time of the next block
+        self.dropped = 0
         try:
-            self._stream = self._sd.InputStream(device=self.device, channels=1, samplerate=self.rate,
-                                                blocksize=self.block, dtype="float32", callback=callback)
+            self._stream = sd.InputStream(device=device, channels=1, samplerate=rate, blocksize=int(rate * PTIME),
+                                          dtype="float32", callback=self._callback)
             self._stream.start()
         except Exception as exc:
-            raise DeviceError(f"microphone {self.device or '(default)'}: cannot be opened ({exc}); "
+            raise DeviceError(f"microphone {device or '(default)'}: cannot be opened ({exc}); "
                               "`livedub devices` lists microphones") from None
 
+    def _callback(self, indata, frames, _time, _status) -> None:  # PortAudio's thread
+        """Blocks are stamped one after the other (sample-accurate), re-anchored on the clock if callbacks
+        drift from it (an overrun, a device that paused)."""
+        spoken = self.now() - frames / self.rate
+        if self._next is None or abs(spoken - self._next) > REANCHOR_S:
+            self._next = spoken
+        if len(self._blocks) == self._blocks.maxlen:
+            self.dropped += 1
+        self._blocks.append((indata[:, 0].copy(), self._next))
+        self._next += frames / self.rate
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._ready.set)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._loop = asyncio.get_running_loop()
+        while not self._blocks:
+            self._ready.clear()
+            if self._blocks:
+                break
+            await self._ready.wait()
+            if self.readyState != "live":
+                raise MediaStreamError
+        pcm, t = self._blocks.popleft()
+        return audio_frame(pcm, self.rate, t)
+
     def close(self) -> None:
-        if self._stream is not None:
-            with contextlib.suppress(Exception):
-                self._stream.stop()
-                self._stream.close()
-            self._stream = None
+        """Stop the stream (PortAudio may block: call it off the loop)."""
+        self.stop()
+        with contextlib.suppress(Exception):
+            self._stream.stop()
+            self._stream.close()
+
+    def stop(self) -> None:
+        super().stop()
+        self._ready.set()
 
 
 # -- sinks -----------------------------------------------------------------------------------------------
 
 
 class VirtualCamera:
-    """The outgoing video as a camera call apps can pick (pyvirtualcam: v4l2loopback, OBS)."""
+    """The outgoing video as a camera call apps can pick (pyvirtualcam: v4l2loopback, OBS). Opening blocks:
+    build it off the event loop; `play(track)` then sends the newest frame of `track` on its own thread."""
 
     def __init__(self, width: int, height: int, fps: float, *, backend: str | None = None,
                  device: str | None = None):
@@ -236,13 +230,25 @@ class VirtualCamera:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DeviceError(f"no virtual camera ({first}): {V4L2_HINT}") from None
         self.name = self.camera.device
-        self.sent = 0
+        self._pump: TrackPump | None = None
 
-    def send(self, frame: np.ndarray, pts: float) -> None:
-        self.camera.send(np.ascontiguousarray(frame))
-        self.sent += 1
+    def play(self, track: MediaStreamTrack) -> None:
+        self._pump = TrackPump(track, self._send, name="virtual-camera")
+        self._pump.start()
 
-    def close(self) -> None:
+    def _send(self, frame: av.VideoFrame) -> None:
+        self.camera.send(np.ascontiguousarray(frame.to_ndarray(format="bgr24")))
+
+    @property
+    def sent(self) -> int:
+        return self._pump.written if self._pump is not None else 0
+
+    async def aclose(self) -> None:
+        if self._pump is not None:
+            await self._pump.aclose()
+        await asyncio.to_thread(self._close_device)
+
+    def _close_device(self) -> None:
         with contextlib.suppress(Exception):
             self.camera.close()
 
@@ -268,7 +274,7 @@ def pulse_running() -> bool:
 class VirtualMicrophone:
     """A PulseAudio/PipeWire null sink named `livedub` (made if absent, removed on close if we made it).
     Translated audio is written into it; its monitor (`livedub.monitor`, also offered as `livedub_mic`) is the
-    microphone to pick in the call app."""
+    microphone to pick in the call app. Runs `pactl`: build and `close()` it off the event loop."""
 
     def __init__(self, name: str = SINK_NAME):
         self.name = name
@@ -297,164 +303,94 @@ class VirtualMicrophone:
 
 
 class AudioOut:
-    """Plays session audio on an output device, pulled by the session clock (never ahead of the mouth).
+    """Plays an audio track on an output: a PulseAudio/PipeWire `sink` written to directly (libpulse, paced
+    by the server) or a PortAudio `device`. Opening blocks: build it off the event loop; `play(track)` then
+    pulls the track (paced by the session clock) and writes on the device's thread. A device that falls
+    `OUT_BUFFER_S` behind the clock skips ahead (a sound card clock against the monotonic clock, or a stall)."""
 
-    `render(t0, t1)` gives the PCM for session time [t0, t1); each block asked for follows the last one, and
-    the cursor is re-aligned to `now() - delay()` when the two drift apart by more than `slack_s` (a sound
-    card clock against the monotonic clock, or a stall). A PulseAudio/PipeWire `sink` is written to directly
-    (libpulse, paced by the server); a `device` is opened through PortAudio.
-    """
-
-    def __init__(self, render: Callable[[float, float], np.ndarray], now: Callable[[], float],
-                 delay: Callable[[], float], *, device: str | None = None, sink: str | None = None,
-                 rate: int = MIC_RATE, block_s: float = 0.02, slack_s: float = 0.12):
-        self.render, self.now, self.delay = render, now, delay
-        self.rate, self.slack_s = rate, slack_s
-        self.block = int(rate * block_s)
-        self._cursor: float | None = None
-        self.blocks = 0
+    def __init__(self, *, device: str | None = None, sink: str | None = None, rate: int = OUTPUT_RATE):
+        self.rate = rate
+        self._playback = None
         self._stream = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._fifo = _SampleFifo(int(OUT_BUFFER_S * rate))
+        self._pump: TrackPump | None = None
         if sink is not None:
-            self._start_pulse(sink)
-        else:
-            self._start_portaudio(device)
+            from .pulse import PulseError, PulsePlayback
 
-    def next_block(self, frames: int) -> np.ndarray:
-        """The next `frames` samples of session audio, on the cursor kept beside the session clock."""
-        target = self.now() - self.delay()
-        if self._cursor is None or abs(self._cursor - target) > self.slack_s:
-            self._cursor = target
-        t0 = self._cursor
-        self._cursor = t0 + frames / self.rate
-        pcm = self.render(t0, self._cursor)
-        out = np.zeros(frames, np.float32)
-        out[: min(frames, len(pcm))] = pcm[:frames]
-        self.blocks += 1
-        return out
-
-    def _start_pulse(self, sink: str) -> None:
-        from .pulse import PulseError, PulsePlayback
-
-        try:
-            playback = PulsePlayback(sink, rate=self.rate)
-        except PulseError as exc:
-            raise DeviceError(str(exc)) from None
-
-        def play():
             try:
-                while not self._stop.is_set():
-                    playback.write(self.next_block(self.block))
+                self._playback = PulsePlayback(sink, rate=rate)
             except PulseError as exc:
-                log.warning("virtual microphone stopped: %s", exc)
-            finally:
-                playback.close()
+                raise DeviceError(str(exc)) from None
+        else:
+            self._open_portaudio(device)
 
-        self._thread = threading.Thread(target=play, name="livedub-audio-out", daemon=True)
-        self._thread.start()
-
-    def _start_portaudio(self, device: str | None) -> None:
+    def _open_portaudio(self, device: str | None) -> None:
         try:
             import sounddevice as sd
         except OSError as exc:
             raise DeviceError(f"no audio system: {exc}") from None
 
-        def callback(outdata, frames, _time, status):
-            outdata[:, 0] = self.next_block(frames)
+        def callback(outdata, frames, _time, _status):
+            outdata[:, 0] = self._fifo.take(frames)
 
         try:
-            self._stream = sd.OutputStream(device=device, channels=1, samplerate=self.rate, blocksize=self.block,
-                                           dtype="float32", callback=callback)
+            self._stream = sd.OutputStream(device=device, channels=1, samplerate=self.rate,
+                                           blocksize=int(self.rate * PTIME), dtype="float32", callback=callback)
             self._stream.start()
         except Exception as exc:
             raise DeviceError(f"audio output {device or '(default)'}: cannot be opened ({exc})") from None
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+    def play(self, track: MediaStreamTrack) -> None:
+        keep = max(int(OUT_BUFFER_S / PTIME), 1)
+        self._pump = TrackPump(track, self._write, name="audio-out", keep=keep)
+        self._pump.start()
+
+    def _write(self, frame: av.AudioFrame) -> None:
+        pcm = mono_float(frame)
+        if frame.sample_rate != self.rate:
+            from livedub.engines.audio import resample
+
+            pcm = resample(pcm, frame.sample_rate, self.rate)
+        if self._playback is not None:
+            self._playback.write(pcm)  # blocks while the server's buffer is full: the sink's pace
+        else:
+            self._fifo.put(pcm)
+
+    @property
+    def blocks(self) -> int:
+        """Blocks handed to the device so far."""
+        return self._pump.written if self._pump is not None else 0
+
+    async def aclose(self) -> None:
+        if self._pump is not None:
+            await self._pump.aclose()
+        await asyncio.to_thread(self._close_device)
+
+    def _close_device(self) -> None:
+        if self._playback is not None:
+            self._playback.close()
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 self._stream.stop()
                 self._stream.close()
 
 
-class Recorder:
-    """`--record OUT.mp4`: exactly what the other side gets — each outgoing frame at its source pts, and the
-    translated audio on the same timeline. Video is encoded as it comes; audio is kept in a WAV beside it and
-    muxed in when the session ends; the mp4 appears only then (atomically)."""
+class _SampleFifo:
+    """Samples between a writer thread and PortAudio's callback; past `keep` samples the oldest go."""
 
-    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float, *, rate: int = 48_000):
-        from ..outputs import partial_path
-        from .files import Mp4Writer
+    def __init__(self, keep: int):
+        self._buf = np.zeros(0, np.float32)
+        self._keep = keep
+        self._lock = threading.Lock()
 
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fps, self.rate = float(fps), rate
-        self._video_tmp = partial_path(self.path.with_name(f"{self.path.stem}.video.mp4"))
-        self._audio_tmp = partial_path(self.path.with_name(f"{self.path.stem}.audio.wav"))
-        self._writer = Mp4Writer(self._video_tmp, width, height, fps, None)
-        self._wav = wave.open(str(self._audio_tmp), "wb")  # noqa: SIM115 (closed in close())
-        self._wav.setnchannels(1)
-        self._wav.setsampwidth(2)
-        self._wav.setframerate(rate)
-        self._t0: float | None = None
-        self._next_frame = 0
-        self._last: np.ndarray | None = None
-        self._audio_until = 0.0
-        self.frames = 0
+    def put(self, pcm: np.ndarray) -> None:
+        with self._lock:
+            self._buf = np.concatenate([self._buf, pcm])[-self._keep :]
 
-    @property
-    def origin(self) -> float | None:
-        """Session time of the first frame (time 0 of the file)."""
-        return self._t0
-
-    def send(self, frame: np.ndarray, pts: float) -> None:
-        """Frame at session time `pts`; gaps repeat the last frame so the file keeps its rate and timeline."""
-        if self._t0 is None:
-            self._t0 = pts
-        index = int(round((pts - self._t0) * self.fps))
-        while self._last is not None and self._next_frame < index:
-            self._writer.write(self._last)
-            self._next_frame += 1
-        if index < self._next_frame:
-            return  # two frames for one slot: keep the first
-        self._writer.write(frame)
-        self._next_frame += 1
-        self._last = frame
-        self.frames += 1
-
-    def add_audio(self, render: Callable[[float, float], np.ndarray], until: float) -> None:
-        """Append the session's output audio up to session time `until` (call as time goes by)."""
-        if self._t0 is None or until <= self._t0 + self._audio_until:
-            return
-        t0 = self._t0 + self._audio_until
-        pcm = render(t0, until)
-        self._wav.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
-        self._audio_until = until - self._t0
-
-    def close(self, render: Callable[[float, float], np.ndarray] | None = None, *, keep: bool = True) -> Path | None:
-        """Finish the file (`keep=False`: discard it, nothing left behind)."""
-        try:
-            if render is not None and self._t0 is not None:
-                self.add_audio(render, self._t0 + self._next_frame / self.fps)
-            self._writer.close()
-            self._wav.close()
-            if keep and self.frames:
-                from livedub.engines.audio import decode_audio
-
-                from ..outputs import atomic_output
-                from .files import remux_with_audio
-
-                audio = decode_audio(self._audio_tmp, self.rate)
-                with atomic_output(self.path) as tmp:
-                    remux_with_audio(self._video_tmp, audio, self.rate, tmp)
-                return self.path
-            return None
-        finally:
-            self._video_tmp.unlink(missing_ok=True)
-            self._audio_tmp.unlink(missing_ok=True)
+    def take(self, n: int) -> np.ndarray:
+        with self._lock:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return np.pad(out, (0, n - len(out)))
 
 
 # -- listing ---------------------------------------------------------------------------------------------

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from livedub.engines.audio import OUTPUT_RATE
 from livedub.engines.errors import BadInputError
+from livedub.engines.files import check_input_file
 from livedub.engines.metrics import StageTimes
 
 log = logging.getLogger("livedub.video")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-MAX_SIDE = 4096  # larger inputs are scaled down: nothing downstream needs more
+MAX_SIDE = 4096  # larger inputs are scaled down (the CLI says so): nothing downstream needs more
 RING_IN_MEMORY = 256 << 20  # bytes of frames kept in memory for looping before a disk ring is used
 
 
@@ -44,17 +46,42 @@ def _even(n: int) -> int:
     return max(2, n - n % 2)
 
 
+def working_size(width: int, height: int, resize_factor: int = 1) -> tuple[int, int]:
+    """The (width, height) frames are worked at: divided by `resize_factor`, at most MAX_SIDE a side, even."""
+    scale = 1.0 / max(resize_factor, 1)
+    if max(height, width) * scale > MAX_SIDE:
+        scale = MAX_SIDE / max(height, width)
+    return _even(int(width * scale)), _even(int(height * scale))
+
+
 def _scaled(frame: np.ndarray, resize_factor: int) -> np.ndarray:
     import cv2
 
     h, w = frame.shape[:2]
-    scale = 1.0 / max(resize_factor, 1)
-    if max(h, w) * scale > MAX_SIDE:
-        scale = MAX_SIDE / max(h, w)
-    nh, nw = _even(int(h * scale)), _even(int(w * scale))
+    nw, nh = working_size(w, h, resize_factor)
     if (nh, nw) == (h, w):
         return frame
     return cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+def probe_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) of a photo or video as it will decode, from its header; None when it does not say."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                width, height = img.size
+                turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation: decoders turn it upright
+            return (height, width) if turned else (width, height)
+        import av
+
+        with av.open(str(path)) as container:
+            video = container.streams.video[0]
+            return (int(video.width), int(video.height)) if video.width and video.height else None
+    except Exception:  # unreadable or no video: opening it for real says so in its own words
+        return None
 
 
 class FaceVideo:
@@ -69,10 +96,7 @@ class FaceVideo:
 
         self.path = Path(path)
         self.resize_factor = resize_factor
-        if not self.path.exists():
-            raise BadInputError(f"{self.path}: no such file")
-        if self.path.stat().st_size == 0:
-            raise BadInputError(f"{self.path}: the file is empty")
+        check_input_file(self.path, what="a video or a photo")
         self._image: np.ndarray | None = None
         if self.path.suffix.lower() in IMAGE_SUFFIXES:
             self._image = self._read_image()
@@ -183,7 +207,7 @@ class Mp4Writer:
     """H.264 (yuv420p) + AAC mp4 with audio interleaved as frames arrive."""
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float, audio: np.ndarray | None,
-                 audio_rate: int = 48_000, crf: int = 20, preset: str = "veryfast"):
+                 audio_rate: int = OUTPUT_RATE, crf: int = 20, preset: str = "veryfast"):
         import av
 
         self.container = av.open(str(path), "w")

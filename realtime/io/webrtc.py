@@ -1,165 +1,38 @@
-"""WebRTC transport: one browser (or any WebRTC peer) ↔ one `DubSession`, as aiortc tracks.
+"""WebRTC transport: one browser (or any WebRTC peer) ↔ one `DubSession`, wired as aiortc tracks.
 
-In: the peer's camera frames go through the session's lip-sync (on its own worker thread) and its microphone
-into the session's recogniser. Out: `DubVideoTrack` (the redrawn frames, with the inbound timestamps) and
-`DubAudioTrack` (the translated speech at 48 kHz, held back by the measured video latency so sound never leads
-the mouth). Nothing here queues media without bound: aiortc's own receive queue is drained as frames arrive
-and every hand-over keeps only the latest frame, so a slow stage lowers the frame rate instead of adding lag.
-A datachannel carries captions out and control in, as versioned JSON (`PROTOCOL`).
+The peer's camera track goes through `DubVideoTrack` (the session's lip-sync, latest-frame hand-overs, the
+inbound timestamps kept) back to the peer; its microphone track feeds the session's recognizer (`AudioFeed`);
+`DubAudioTrack` sends the translated speech at 48 kHz, held back by `AvSync` so sound never leads the mouth.
+Remote timestamps are mapped onto the session clock by `StreamClock`. A datachannel carries captions out
+and control in, as versioned JSON (`PROTOCOL`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
 
-import av
 import numpy as np
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from livedub.engines.errors import LivedubError
 
-from ..config import LIP_ENGINES, OUTPUT_RATE
+from ..avsync import UPDATE_EVERY_S, AvSync
+from ..config import LIP_ENGINES
 from ..session import DubSession
+from .dub import AudioFeed, DubAudioTrack, DubVideoTrack
+from .tracks import StreamClock
 
 log = logging.getLogger("livedub.webrtc")
 
 PROTOCOL = 1  # "v" of every datachannel message
 CHANNEL = "livedub"  # the datachannel label the page opens
 MAX_MESSAGE = 4096  # bytes of one control message
-PTIME = 0.02  # seconds of audio per outgoing frame (one opus packet)
-MAX_VIDEO_DELAY = 1.0  # the audio is never held back more than this, whatever the video costs
-MAX_AUDIO_GAP = 2.0  # seconds of silence filled in when inbound audio stops and resumes
-REANCHOR_S = 0.5  # a remote timestamp this far from the clock re-anchors the mapping (a jump, a wrap)
 SCALE_DOWN_DROP = 0.3  # outgoing frames the encoder could not take, above which a big stream is scaled down
 SCALED_WIDTH = 640  # ... to this width
-
-T = TypeVar("T")
-
-
-class LatestFrame(Generic[T]):
-    """A one-slot hand-over: `put` replaces what the reader has not taken yet (counted in `dropped`)."""
-
-    def __init__(self) -> None:
-        self._item: T | None = None
-        self._ready = asyncio.Event()
-        self._closed = False
-        self.dropped = 0
-        self.passed = 0
-
-    def put(self, item: T) -> None:
-        if self._item is not None:
-            self.dropped += 1
-        self._item = item
-        self._ready.set()
-
-    async def get(self) -> T:
-        """The newest item once there is one; raises `EOFError` once closed."""
-        while self._item is None:
-            if self._closed:
-                raise EOFError
-            self._ready.clear()
-            await self._ready.wait()
-        item, self._item = self._item, None
-        self.passed += 1
-        return item
-
-    def close(self) -> None:
-        self._closed = True
-        self._ready.set()
-
-
-class StreamClock:
-    """Remote media seconds → session time: anchored on the first frame, re-anchored when they jump."""
-
-    def __init__(self, now: Callable[[], float]):
-        self._now = now
-        self._offset: float | None = None
-
-    def session_time(self, media_t: float) -> float:
-        now = self._now()
-        if self._offset is None or abs(media_t + self._offset - now) > REANCHOR_S:
-            self._offset = now - media_t
-        return media_t + self._offset
-
-
-def _media_seconds(frame) -> float:
-    if frame.pts is None or frame.time_base is None:
-        return time.monotonic()
-    return float(frame.pts * frame.time_base)
-
-
-class DubVideoTrack(MediaStreamTrack):
-    """The translated face: the latest redrawn frame, never a backlog (a slow encoder gets fewer frames)."""
-
-    kind = "video"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.frames: LatestFrame[av.VideoFrame] = LatestFrame()
-
-    def offer(self, frame: av.VideoFrame) -> None:
-        self.frames.put(frame)
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            return await self.frames.get()
-        except EOFError:
-            self.stop()
-            raise MediaStreamError from None
-
-    def stop(self) -> None:
-        self.frames.close()
-        super().stop()
-
-
-class DubAudioTrack(MediaStreamTrack):
-    """The translated speech, paced by the session clock, `session.video_delay` behind the video."""
-
-    kind = "audio"
-
-    def __init__(self, session: DubSession) -> None:
-        super().__init__()
-        self.session = session
-        self.rate = session.config.output_rate or OUTPUT_RATE
-        self.samples = int(self.rate * PTIME)
-        self._start: float | None = None
-        self._n = 0
-        self.late = 0  # frames skipped because the sender fell behind
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        clock = self.session.clock
-        if self._start is None:
-            self._start = clock.now()
-        t = self._start + self._n * PTIME
-        wait = t + PTIME - clock.now()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        elif wait < -0.2:  # the loop stalled: skip ahead rather than send old audio in a burst
-            skipped = int(-wait / PTIME)
-            self.late += skipped
-            self._n += skipped
-            t = self._start + self._n * PTIME
-        delay = min(max(self.session.video_delay, 0.0), MAX_VIDEO_DELAY)
-        pcm = self.session.audio_out(t - delay, t - delay + PTIME)
-        pcm = np.pad(pcm, (0, max(self.samples - len(pcm), 0)))[: self.samples]
-        frame = av.AudioFrame(format="s16", layout="mono", samples=self.samples)
-        frame.planes[0].update((pcm * 32767.0).astype(np.int16).tobytes())
-        frame.sample_rate = self.rate
-        frame.pts = self._n * self.samples
-        frame.time_base = fractions.Fraction(1, self.rate)
-        self._n += 1
-        return frame
 
 
 def message(type_: str, **fields: object) -> str:
@@ -168,7 +41,7 @@ def message(type_: str, **fields: object) -> str:
 
 
 class PeerSession:
-    """One remote peer: its RTCPeerConnection, its DubSession, and the tasks that move media between them.
+    """One remote peer: its RTCPeerConnection, its DubSession, and the tracks that move media between them.
 
     Ends (and frees everything, once) on hang-up, ICE failure or consent timeout (aiortc reports "failed"),
     `idle_timeout` seconds without inbound media (a tab closed without hang-up), or `close()`.
@@ -182,15 +55,16 @@ class PeerSession:
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.on_closed = on_closed
-        self.video_out = DubVideoTrack()
-        self.audio_out = DubAudioTrack(session)
+        self.sync = AvSync(session)
+        self.video = DubVideoTrack(session, to_session=StreamClock(session.clock.now), reshape=self._scaled,
+                                   on_error=lambda exc: self.send("error", text=str(exc)))
+        self.video_out = self.video.subscribe()  # what the encoder pulls
+        self.audio_out = DubAudioTrack(session, delay=lambda: self.sync.delay)
+        self.audio_in = AudioFeed(session, to_session=StreamClock(session.clock.now))
         self.channel = None
         self.started = time.monotonic()
         self.closed = asyncio.Event()
-        self._inbound = LatestFrame()
         self._tasks: list[asyncio.Task] = []
-        self._last_media = time.monotonic()
-        self._audio_next: float | None = None  # session time the next inbound audio sample belongs to
         self._scale_width: int | None = None
         self._closing = False
         self.reason = ""
@@ -206,7 +80,7 @@ class PeerSession:
 
         await self.session.start()
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=type_))
-        # send our tracks on the transceivers the offer opened (one each); none asked for: add them anyway
+        # send our tracks on the transceivers the offer opened (one each)
         for kind, track in (("video", self.video_out), ("audio", self.audio_out)):
             transceiver = next((t for t in self.pc.getTransceivers() if t.kind == kind and t.sender.track is None),
                                None)
@@ -215,7 +89,6 @@ class PeerSession:
                 if transceiver.direction == "recvonly":
                     transceiver.direction = "sendrecv"
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        self._spawn(self._process_video(), "video")
         self._spawn(self._watch(), "watch")
         self._spawn(self._forward_events(), "events")
         return {"sdp": self.pc.localDescription.sdp, "type": self.pc.localDescription.type}
@@ -224,10 +97,11 @@ class PeerSession:
         self._tasks.append(asyncio.create_task(coro, name=f"{self.name}-{what}"))
 
     def _on_track(self, track) -> None:
-        if track.kind == "video":
-            self._spawn(self._read_video(track), "video-in")
-        elif track.kind == "audio":
-            self._spawn(self._read_audio(track), "audio-in")
+        """The peer's first camera and first microphone are dubbed; further tracks are not read."""
+        if track.kind == "video" and not self.video.started:
+            self.video.start(track)
+        elif track.kind == "audio" and not self.audio_in.started:
+            self.audio_in.start(track)
 
     def _on_datachannel(self, channel) -> None:
         self.channel = channel
@@ -242,48 +116,12 @@ class PeerSession:
         if state in ("failed", "closed"):
             await self.close(f"connection {state}")
 
-    # -- media in → session → media out -------------------------------------------------------------
-
-    async def _read_video(self, track) -> None:
-        """Drain aiortc's receive queue at once; the processor takes the newest frame when it is free."""
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self._last_media = time.monotonic()
-                self._inbound.put(frame)
-        self._inbound.close()
-
-    async def _process_video(self) -> None:
-        clock = StreamClock(self.session.clock.now)
-        latency = self.session.latency
-        while True:
-            try:
-                frame = await self._inbound.get()
-            except EOFError:
-                return
-            arrived = time.perf_counter()
-            bgr = frame.to_ndarray(format="bgr24")
-            pts = clock.session_time(_media_seconds(frame))
-            made: list[av.VideoFrame] = []
-
-            def to_video(out: np.ndarray, _pts: float, made=made) -> None:  # on the video worker, off the loop
-                made.append(av.VideoFrame.from_ndarray(np.ascontiguousarray(self._scaled(out)), format="bgr24"))
-
-            try:
-                await self.session.process_video(bgr, pts, then=to_video)
-            except LivedubError as exc:  # e.g. an engine that cannot load: the face goes out unchanged
-                self.send("error", text=str(exc))
-            video = made[0] if made else av.VideoFrame.from_ndarray(bgr, format="bgr24")
-            video.pts, video.time_base = frame.pts, frame.time_base
-            self.video_out.offer(video)
-            latency.add("frame", time.perf_counter() - arrived)
-
     def _scaled(self, bgr: np.ndarray) -> np.ndarray:
-        """A big stream the encoder cannot keep up with goes out at `SCALED_WIDTH` instead of stalling."""
+        """On the video thread: a big stream the encoder cannot keep up with goes out at `SCALED_WIDTH`."""
         slot = self.video_out.frames
         h, w = bgr.shape[:2]
-        if (self._scale_width is None and w > SCALED_WIDTH and slot.passed + slot.dropped > 50
-                and slot.dropped > SCALE_DOWN_DROP * (slot.passed + slot.dropped)):
+        seen = slot.delivered + slot.dropped
+        if self._scale_width is None and w > SCALED_WIDTH and seen > 50 and slot.dropped > SCALE_DOWN_DROP * seen:
             self._scale_width = SCALED_WIDTH
             log.info("%s: the encoder cannot keep up with %dx%d; sending %d px wide", self.name, w, h, SCALED_WIDTH)
         if self._scale_width is None or w <= self._scale_width:
@@ -292,28 +130,6 @@ class PeerSession:
 
         height = int(round(h * self._scale_width / w / 2)) * 2
         return cv2.resize(bgr, (self._scale_width, height), interpolation=cv2.INTER_AREA)
-
-    async def _read_audio(self, track) -> None:
-        """The microphone into the session, on one continuous timeline (gaps become silence)."""
-        clock = StreamClock(self.session.clock.now)
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self._last_media = time.monotonic()
-                pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
-                if frame.format.name.startswith("s16"):
-                    pcm = pcm / 32768.0
-                pcm = pcm.astype(np.float32)
-                t = clock.session_time(_media_seconds(frame))
-                if self._audio_next is None:
-                    self._audio_next = t
-                gap = t - self._audio_next
-                if gap > 5 * PTIME:  # lost packets or a paused track: keep the recogniser on the clock
-                    silence = np.zeros(int(min(gap, MAX_AUDIO_GAP) * frame.sample_rate), np.float32)
-                    self.session.push_audio(silence, self._audio_next, frame.sample_rate)
-                    self._audio_next += len(silence) / frame.sample_rate
-                self.session.push_audio(pcm, self._audio_next, frame.sample_rate)
-                self._audio_next += len(pcm) / frame.sample_rate
 
     # -- captions and control -----------------------------------------------------------------------
 
@@ -370,32 +186,39 @@ class PeerSession:
 
     def stats(self) -> dict:
         stats = self.session.stats()
+        delay = self.sync.stats()
         stats.update(
             name=self.name,
             connection=self.pc.connectionState,
             seconds=round(time.monotonic() - self.started, 1),
-            video_delay_ms=round(1000 * self.session.video_delay, 1),
-            dropped_frames={"before_lipsync": self._inbound.dropped, "before_encoder": self.video_out.frames.dropped},
-            frames_out=self.video_out.frames.passed,
+            video_delay_ms=delay["audio_delay_ms"],  # the old name of audio_delay_ms, kept for operators
+            dropped_frames={"before_lipsync": self.video.inbound.dropped,
+                            "before_encoder": self.video_out.frames.dropped},
+            frames_out=self.video_out.frames.delivered,
+            **delay,
         )
         return stats
+
+    @property
+    def last_media(self) -> float:
+        """When media last came in from the peer (monotonic)."""
+        return max(self.video.last_input, self.audio_in.last_input)
 
     async def _watch(self) -> None:
         """Once a second: the audio delay follows the video latency, the peer gets a latency readout, and a
         peer that never connects or stops sending media is ended."""
         while True:
-            await asyncio.sleep(1.0)
-            p95 = self.session.latency.percentile("frame", 95)
-            if p95 is not None:
-                self.session.video_delay = round(min(p95, MAX_VIDEO_DELAY), 2)
+            await asyncio.sleep(UPDATE_EVERY_S)
+            self.sync.update()
             stats = self.stats()
-            self.send("stats", stages=stats["stages"], video_delay_ms=stats["video_delay_ms"],
-                      dropped_frames=stats["dropped_frames"], lag_s=stats["lag_s"])
+            self.send("stats", stages=stats["stages"], audio_delay_ms=stats["audio_delay_ms"],
+                      video_delay_ms=stats["audio_delay_ms"], dropped_frames=stats["dropped_frames"],
+                      lag_s=stats["lag_s"])
             connected = self.pc.connectionState == "connected"
             if not connected and time.monotonic() - self.started > self.connect_timeout:
                 await self.close("never connected")
                 return
-            if connected and time.monotonic() - self._last_media > self.idle_timeout:
+            if connected and time.monotonic() - self.last_media > self.idle_timeout:
                 await self.close(f"no media for {self.idle_timeout:g} s")
                 return
 
@@ -417,8 +240,8 @@ class PeerSession:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._tasks = []
-        self._inbound.close()
-        self.video_out.stop()
+        await self.video.aclose()
+        await self.audio_in.aclose()
         self.audio_out.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()
