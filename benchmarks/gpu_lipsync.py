@@ -139,7 +139,7 @@ def throughput_rows(found: list, batches: list[int], seconds: float) -> list[dic
 
 async def _simulate(runner, n_sessions: int, seconds: float, max_batch: int, deadline_ms: float) -> dict:
     """n 30 fps cameras with random phases; each frame is submitted at its capture time, not after the last."""
-    from livedub.realtime.batcher import LipBatcher
+    from livedub.realtime.face.batcher import LipBatcher
 
     mel, face = _inputs(64, seed=2)
     loop = asyncio.get_running_loop()

@@ -32,9 +32,9 @@ from livedub.engines.audio import OUTPUT_RATE, SAMPLE_RATE, decode_audio, resamp
 from livedub.engines.metrics import percentile  # noqa: E402
 from livedub.engines.tts.sample_speech import say_english  # noqa: E402
 from livedub.realtime.config import DubConfig  # noqa: E402
-from livedub.realtime.factory import ModelPool  # noqa: E402
 from livedub.realtime.io.files import Mp4Writer  # noqa: E402
-from livedub.realtime.live import LiveOptions, LiveRun  # noqa: E402
+from livedub.realtime.pool import ModelPool  # noqa: E402
+from livedub.realtime.runners.live import LiveOptions, LiveRun  # noqa: E402
 
 FPS = 25
 

@@ -143,7 +143,7 @@ def main() -> None:
     from livedub.engines.settings import Settings
     from livedub.engines.tts.sample_speech import two_phrases
     from livedub.realtime.config import DubConfig
-    from livedub.realtime.factory import ModelPool
+    from livedub.realtime.pool import ModelPool
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per row")

@@ -29,8 +29,8 @@ from .config import DubConfig
 from .dubtrack import DubTrack
 from .events import EventHub, SessionEvent
 from .face.path import FacePath
-from .factory import ModelPool
 from .media.ring import AudioRing
+from .pool import ModelPool
 from .speech.path import DubResult, SpeechPath
 from .speech.streaming import LiveSpeech, StreamingUnits, cancel_all
 
@@ -99,14 +99,6 @@ class DubSession:
     @engine.setter
     def engine(self, engine: LipEngine) -> None:
         self.face.engine = engine
-
-    @property
-    def video_delay(self) -> float:  # the old, misleading name of `audio_delay`, until the runners switch
-        return self.audio_delay
-
-    @video_delay.setter
-    def video_delay(self, value: float) -> None:
-        self.audio_delay = value
 
     @property
     def notes(self) -> list[str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from livedub.realtime import captions
-from livedub.realtime.captions import caption_band, draw_caption
+from livedub.realtime.media.captions import caption_band, draw_caption
 
 GREY = 120
 

@@ -20,7 +20,7 @@ import torch
 
 from livedub.engines.lipsync.backends import OrtRunner, select_backend
 from livedub.engines.lipsync.wav2lip_model import random_generator
-from livedub.realtime.batcher import LipBatcher
+from livedub.realtime.face.batcher import LipBatcher
 
 
 def _has_cuda_provider() -> bool:
@@ -146,7 +146,7 @@ def test_engine_backend_flag_reaches_the_engine(checkpoint, tmp_cache, tmp_path,
     from livedub.engines.lipsync.wav2lip import Wav2LipEngine
     from livedub.realtime.cli import build_parser
     from livedub.realtime.cli.common import config_from
-    from livedub.realtime.factory import ModelPool
+    from livedub.realtime.pool import ModelPool
 
     parser = build_parser()
     face, audio = tmp_path / "f.jpg", tmp_path / "a.wav"
@@ -334,7 +334,7 @@ def test_tensorrt_plan_is_reused(built_plan, checkpoint):
 @pytest.mark.gpu
 def test_auto_picks_tensorrt_on_a_gpu(built_plan, models, checkpoint, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="livedub.lipsync")
-    from livedub.realtime.factory import build_plan
+    from livedub.realtime.pool import build_plan
 
     runner = select_backend("auto", onnx_path=models["fp32"], checkpoint=checkpoint, max_batch=16,
                             plan_builder=lambda s, b: build_plan(s, b, built_plan["cache"]))

@@ -23,10 +23,10 @@ from livedub.engines.face.landmarks import mouth_opening
 from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
 from livedub.realtime.cli.camera import run_live
 from livedub.realtime.config import DubConfig
-from livedub.realtime.factory import ModelPool
 from livedub.realtime.io.files import Mp4Writer
 from livedub.realtime.io.tracks import audio_frame
-from livedub.realtime.live import LiveOptions
+from livedub.realtime.pool import ModelPool
+from livedub.realtime.runners.live import LiveOptions
 
 FPS = 25
 BACKEND = "livedub-test-memory"
@@ -380,7 +380,7 @@ def test_a_long_monologue_keeps_lag_memory_and_queues_bounded(tmp_path, english_
     proc = psutil.Process()
 
     async def main():
-        from livedub.realtime.live import LiveRun
+        from livedub.realtime.runners.live import LiveRun
 
         live = LiveRun(config, pool, options, on_stats=lambda s: samples.append({**s, "rss": proc.memory_info().rss}))
         return await live.run()

@@ -13,7 +13,7 @@ from livedub.realtime.clock import SteppedClock
 from livedub.realtime.config import DubConfig
 from livedub.realtime.dubtrack import MIN_GAP, DubTrack
 from livedub.realtime.events import EventHub
-from livedub.realtime.factory import ModelPool
+from livedub.realtime.pool import ModelPool
 from livedub.realtime.speech.pacing import BEHIND_S, MERGE_BACKLOG_S
 from livedub.realtime.speech.path import SpeechPath
 from livedub.realtime.speech.streaming import LiveSpeech

@@ -195,7 +195,7 @@ def test_apertium_kept_pipeline_comes_back_after_it_dies(en_es):
 
 @needs_apertium
 def test_apertium_pipeline_stops_with_the_pool():
-    from livedub.realtime.factory import ModelPool
+    from livedub.realtime.pool import ModelPool
 
     pool = ModelPool()
     translator = pool.translator("en", "es")

@@ -71,7 +71,7 @@ def test_a_clip_fitted_into_its_slot_is_synthesized_once_and_keeps_its_pitch(eng
     from livedub.engines.tts.voices import median_pitch_hz
     from livedub.realtime.config import DubConfig
     from livedub.realtime.dubtrack import DubTrack
-    from livedub.realtime.factory import ModelPool
+    from livedub.realtime.pool import ModelPool
     from livedub.realtime.speech.pacing import Fit
     from livedub.realtime.speech.path import SpeechPath
 

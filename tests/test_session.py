@@ -9,7 +9,7 @@ import pytest
 from livedub.engines.types import Speech
 from livedub.realtime.clock import VirtualClock, WallClock
 from livedub.realtime.config import DubConfig
-from livedub.realtime.factory import ModelPool
+from livedub.realtime.pool import ModelPool
 from livedub.realtime.session import DubSession, SessionEvent
 
 
@@ -49,7 +49,7 @@ def test_every_reader_gets_the_events_and_a_slow_one_loses_only_the_oldest():
 
 
 def test_captions_are_drawn_at_the_bottom_only():
-    from livedub.realtime.captions import draw_caption
+    from livedub.realtime.media.captions import draw_caption
 
     frame = np.full((480, 640, 3), 120, np.uint8)
     out = draw_caption(frame, "La casa es muy grande y mi hermano tiene un coche rojo que conduce cada día")

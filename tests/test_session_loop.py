@@ -19,7 +19,7 @@ from livedub.engines.audio import SAMPLE_RATE
 from livedub.engines.settings import Settings
 from livedub.realtime.clock import WallClock
 from livedub.realtime.config import DubConfig
-from livedub.realtime.factory import ModelPool
+from livedub.realtime.pool import ModelPool
 from livedub.realtime.session import DubSession
 
 SLOW_S = 0.05

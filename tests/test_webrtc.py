@@ -161,7 +161,7 @@ def test_session_cap_and_hang_up_frees_the_slot(server):
 
 
 def test_token_is_checked_on_the_page_and_the_offer():
-    from livedub.realtime.server import DubServer
+    from livedub.realtime.runners.server import DubServer
 
     config, pool = shared_pool()
     public = DubServer(config, pool, host="0.0.0.0")
@@ -218,8 +218,8 @@ def test_switching_to_a_language_never_warmed_keeps_the_video_flowing():
     from livedub.engines.settings import Settings
     from livedub.engines.tts.sample_speech import two_phrases
     from livedub.realtime.config import DubConfig
-    from livedub.realtime.factory import ModelPool
-    from livedub.realtime.server import DubServer
+    from livedub.realtime.pool import ModelPool
+    from livedub.realtime.runners.server import DubServer
 
     settings = Settings(asr_model=whisper_tiny_en_dir())
     config = DubConfig(target="es", source="en", engine="viseme", settings=settings)

@@ -31,8 +31,8 @@ def shared_pool():
     from livedub.engines.models import whisper_tiny_en_dir
     from livedub.engines.settings import Settings
     from livedub.realtime.config import DubConfig
-    from livedub.realtime.factory import ModelPool
-    from livedub.realtime.server import DubServer
+    from livedub.realtime.pool import ModelPool
+    from livedub.realtime.runners.server import DubServer
 
     settings = Settings(asr_model=whisper_tiny_en_dir())
     config = DubConfig(target="es", source="en", engine="viseme", settings=settings)
@@ -51,8 +51,8 @@ class ServerThread:
     urllib) can drive it from the test's thread."""
 
     def __init__(self, config, pool, **kwargs):
-        from livedub.realtime.heap import frozen_heap
-        from livedub.realtime.server import DubServer
+        from livedub.realtime.runners.heap import frozen_heap
+        from livedub.realtime.runners.server import DubServer
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="test-server", daemon=True)

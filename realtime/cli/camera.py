@@ -11,9 +11,9 @@ from pathlib import Path
 from livedub.engines.metrics import format_table
 
 from ..config import DubConfig
-from ..factory import ModelPool
-from ..live import LiveOptions, LiveReport, LiveRun
 from ..outputs import BANK, VIDEO
+from ..pool import ModelPool
+from ..runners.live import LiveOptions, LiveReport, LiveRun
 from .common import common_flags, config_from, lip_flags, model_flags, output_plan, say
 
 EXAMPLES = """\

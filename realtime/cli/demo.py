@@ -13,9 +13,9 @@ from livedub.engines.audio import SAMPLE_RATE, write_wav
 from livedub.engines.tts.sample_speech import say_english
 
 from ..config import DubConfig
-from ..factory import ModelPool
+from ..pool import ModelPool
+from ..runners.file import TranslateJob, translate_file
 from ..session import DubSession
-from ..translate import TranslateJob, translate_file
 from .common import common_flags, progress_bar, say
 from .translate import summary
 

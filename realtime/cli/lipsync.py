@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..factory import ModelPool
-from ..filemode import lipsync_file
 from ..outputs import BANK, VIDEO
+from ..pool import ModelPool
+from ..runners.file import lipsync_file
 from ..session import DubSession
 from .common import common_flags, config_from, lip_flags, model_flags, output_plan, progress_bar, say
 from .translate import describe_sources

@@ -11,8 +11,8 @@ import sys
 
 from livedub.engines.errors import LivedubError
 
-from ..factory import ModelPool
-from ..heap import frozen_heap
+from ..pool import ModelPool
+from ..runners.heap import frozen_heap
 from .common import common_flags, config_from, dub_flags, lip_flags, model_flags
 
 
@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..server import DubServer
+    from ..runners.server import DubServer
 
     if not 0 <= args.port <= 65535:
         raise LivedubError(f"--port {args.port}: must be between 0 and 65535")

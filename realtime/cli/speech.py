@@ -8,8 +8,8 @@ import time
 
 from livedub.engines.audio import decode_audio, write_wav
 
-from ..factory import ModelPool
 from ..outputs import JSON, WAV, atomic_output
+from ..pool import ModelPool
 from ..session import DubSession
 from .common import common_flags, config_from, dub_flags, model_flags, output_plan, progress_bar, say
 

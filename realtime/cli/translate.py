@@ -9,11 +9,11 @@ from pathlib import Path
 from livedub.engines.errors import BadInputError
 from livedub.engines.mt.text import speakable
 
-from ..factory import ModelPool
 from ..outputs import BANK, JSON, SUBTITLES, VIDEO, OutputPlan
+from ..pool import ModelPool
+from ..runners.file import TranslateJob, TranslateResult, translate_file
+from ..runners.subtitles import subtitle_paths
 from ..session import DubSession
-from ..subtitles import subtitle_paths
-from ..translate import TranslateJob, TranslateResult, translate_file
 from .common import (
     common_flags,
     config_from,

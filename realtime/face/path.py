@@ -21,7 +21,7 @@ from livedub.engines.metrics import RollingStats, StageTimes
 
 from ..config import DubConfig
 from ..dubtrack import DubTrack
-from ..factory import ModelPool
+from ..pool import ModelPool
 from ..workers import ModelWorker
 
 log = logging.getLogger("livedub.face")
@@ -127,7 +127,7 @@ class FacePath:
         return out
 
     def _caption(self, frame: np.ndarray, t: float) -> np.ndarray:
-        from ..captions import draw_caption
+        from ..media.captions import draw_caption
 
         assert self.captions is not None
         clip = next((c for c in self.captions.clips[-3:] if c.start <= t < c.end + 1.0), None)

@@ -20,8 +20,8 @@ import numpy as np
 
 from livedub.engines.errors import LivedubError
 
-from ..avsync import UPDATE_EVERY_S, AvSync
 from ..config import LIP_ENGINES
+from ..media.avsync import UPDATE_EVERY_S, AvSync
 from ..session import DubSession
 from .dub import AudioFeed, DubAudioTrack, DubVideoTrack
 from .tracks import StreamClock

@@ -1,1 +1,1 @@
-"""Media plumbing shared by the runners: the speaker's audio ring and the A/V sync rule."""
+"""Media plumbing shared by the runners: the speaker's audio ring, the A/V sync rule, captions."""

@@ -27,8 +27,8 @@ from livedub.engines.types import Speech
 
 from ..config import DubConfig
 from ..dubtrack import DubClip, DubTrack, speed_fit
-from ..factory import ModelPool
 from ..media.ring import AudioRing
+from ..pool import ModelPool
 from .pacing import Fit
 from .units import Unit
 

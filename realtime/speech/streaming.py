@@ -28,7 +28,7 @@ from livedub.engines.types import Word
 
 from ..clock import Clock
 from ..events import EventHub, SessionEvent
-from ..factory import ModelPool
+from ..pool import ModelPool
 from .pacing import Pacing
 from .path import SpeechPath
 from .units import Unit, UnitBuilder

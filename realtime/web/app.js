@@ -207,7 +207,7 @@ function showLatency(msg) {
   });
   $("latency").tBodies[0].replaceChildren(...rows);
   const d = msg.dropped_frames || {};
-  $("delay").textContent = `audio held back ${Math.round(msg.video_delay_ms || 0)} ms to match the lips; ` +
+  $("delay").textContent = `audio held back ${Math.round(msg.audio_delay_ms ?? msg.video_delay_ms ?? 0)} ms to match the lips; ` +
     `frames dropped: ${(d.before_lipsync || 0) + (d.before_encoder || 0)}`;
 }
 

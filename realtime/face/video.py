@@ -8,23 +8,20 @@ loop pushes the same session one frame at a time on the wall clock.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from livedub.engines.audio import SAMPLE_RATE, decode_audio, resample
 from livedub.engines.errors import BadInputError
 from livedub.engines.face import Face
-from livedub.engines.lipsync import PcmTimeline
 
-from .io.files import BackgroundWriter, FaceVideo, Mp4Writer, prefetch
-from .outputs import atomic_output
-from .session import DubSession
+from ..io.files import BackgroundWriter, FaceVideo, Mp4Writer, prefetch
+from ..outputs import atomic_output
+from ..session import DubSession
 
-log = logging.getLogger("livedub.filemode")
+log = logging.getLogger("livedub.face")
 
 PREFILL_SECONDS = 10.0  # of the input video scanned for mouth exemplars before dubbing starts
 
@@ -138,38 +135,3 @@ def save_bank(session: DubSession) -> None:
     bank = getattr(session.face.engine_built, "bank", None)
     if session.config.bank and bank is not None:
         bank.save(session.config.bank)  # atomic; held by the run's output plan until its other outputs land
-
-
-@dataclass
-class LipsyncResult:
-    stats: FaceDubStats
-    frames: int
-    fps: float
-    engine: str
-
-
-def lipsync_file(session: DubSession, face: str | Path, audio: str | Path, output: str | Path, *,
-                 progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None
-                 ) -> LipsyncResult:
-    """`livedub lipsync`: the face in `face` speaks `audio` (no translation)."""
-    from livedub.engines.asr.vad import speech_spans
-
-    times = session.times
-    with times.stage("decode"):
-        video = FaceVideo(face, fps=session.config.fps, resize_factor=session.config.resize_factor)
-        audio_out = decode_audio(audio, session.config.output_rate)  # decoded once; the analysis copy is resampled
-        pcm = resample(audio_out, session.config.output_rate, SAMPLE_RATE)
-    with times.stage("vad"):
-        if not speech_spans(pcm):
-            raise BadInputError(f"{audio}: no speech found (silence or noise): nothing to lip-sync")
-    session.fps = video.info.fps
-    session.face_from(moving=not video.info.is_image)
-    session.use_timeline(PcmTimeline(pcm))
-    prefill_bank(session, video)
-    n_frames = max(1, math.ceil(len(pcm) / SAMPLE_RATE * video.info.fps))
-    if total:
-        total(n_frames)
-    stats = write_dubbed_video(output, session, video, n_frames, audio_out, session.config.output_rate,
-                               progress=progress)
-    save_bank(session)
-    return LipsyncResult(stats, n_frames, video.info.fps, stats.drawn_by(session.engine.name))

@@ -62,15 +62,27 @@ class ModelPool:
         self.settings = settings or Settings()
         self._lock = threading.RLock()
         self._models: dict[tuple, object] = {}
+        self._loading: dict[tuple, threading.Lock] = {}  # one lock per model being made
         self._workers: dict[str, ModelWorker] = {}
         for name in MODEL_WORKERS:  # threads started here, at the edge, not on a session's event loop
             self.worker(name)
 
     def _get(self, key: tuple, make: Callable[[], T]) -> T:
+        """The model under `key`, made once. A load holds only its own key's lock, so asking for a loaded model
+        (or a worker) never waits behind another model's load."""
         with self._lock:
-            if key not in self._models:
-                self._models[key] = make()
-            return self._models[key]  # type: ignore[return-value]
+            if key in self._models:
+                return self._models[key]  # type: ignore[return-value]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]  # type: ignore[return-value]
+            model = make()
+            with self._lock:
+                self._models[key] = model
+                self._loading.pop(key, None)
+            return model
 
     # -- speech -------------------------------------------------------------------------------------
 

@@ -20,17 +20,17 @@ from pathlib import Path
 
 from livedub.engines.errors import LivedubError
 
-from .avsync import UPDATE_EVERY_S, AvSync
-from .clock import WallClock
-from .config import DubConfig
-from .factory import ModelPool
-from .filemode import save_bank
+from ..clock import WallClock
+from ..config import DubConfig
+from ..face.video import save_bank
+from ..io.devices import AudioOut, CameraTrack, DeviceError, MicrophoneTrack, VirtualCamera, VirtualMicrophone
+from ..io.dub import AudioFeed, DubAudioTrack, DubVideoTrack
+from ..io.filesource import FileSource
+from ..io.recorder import Recorder
+from ..media.avsync import UPDATE_EVERY_S, AvSync
+from ..pool import ModelPool
+from ..session import DubSession, SessionEvent
 from .heap import frozen_heap
-from .io.devices import AudioOut, CameraTrack, DeviceError, MicrophoneTrack, VirtualCamera, VirtualMicrophone
-from .io.dub import AudioFeed, DubAudioTrack, DubVideoTrack
-from .io.filesource import FileSource
-from .io.recorder import Recorder
-from .session import DubSession, SessionEvent
 
 log = logging.getLogger("livedub.live")
 

@@ -21,11 +21,11 @@ from livedub.engines.audio import SAMPLE_RATE, decode_audio, resample
 from livedub.engines.errors import BadInputError
 from livedub.engines.lipsync import PcmTimeline
 
-from .filemode import FaceDubStats, prefill_bank, save_bank, write_dubbed_video
-from .io.files import FaceVideo
-from .outputs import atomic_output
-from .session import DubSession
-from .speech.path import DubResult
+from ..face.video import FaceDubStats, prefill_bank, save_bank, write_dubbed_video
+from ..io.files import FaceVideo
+from ..outputs import atomic_output
+from ..session import DubSession
+from ..speech.path import DubResult
 from .subtitles import write_subtitles
 
 log = logging.getLogger("livedub.translate")
@@ -160,3 +160,38 @@ def _write_report(session: DubSession, job: TranslateJob, out: TranslateResult) 
         doc["frame_shares"] = stats.shares()
     with atomic_output(job.report) as tmp:
         tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+
+
+@dataclass
+class LipsyncResult:
+    stats: FaceDubStats
+    frames: int
+    fps: float
+    engine: str
+
+
+def lipsync_file(session: DubSession, face: str | Path, audio: str | Path, output: str | Path, *,
+                 progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None
+                 ) -> LipsyncResult:
+    """`livedub lipsync`: the face in `face` speaks `audio` (no translation)."""
+    from livedub.engines.asr.vad import speech_spans
+
+    times = session.times
+    with times.stage("decode"):
+        video = FaceVideo(face, fps=session.config.fps, resize_factor=session.config.resize_factor)
+        audio_out = decode_audio(audio, session.config.output_rate)  # decoded once; the analysis copy is resampled
+        pcm = resample(audio_out, session.config.output_rate, SAMPLE_RATE)
+    with times.stage("vad"):
+        if not speech_spans(pcm):
+            raise BadInputError(f"{audio}: no speech found (silence or noise): nothing to lip-sync")
+    session.fps = video.info.fps
+    session.face_from(moving=not video.info.is_image)
+    session.use_timeline(PcmTimeline(pcm))
+    prefill_bank(session, video)
+    n_frames = max(1, math.ceil(len(pcm) / SAMPLE_RATE * video.info.fps))
+    if total:
+        total(n_frames)
+    stats = write_dubbed_video(output, session, video, n_frames, audio_out, session.config.output_rate,
+                               progress=progress)
+    save_bank(session)
+    return LipsyncResult(stats, n_frames, video.info.fps, stats.drawn_by(session.engine.name))

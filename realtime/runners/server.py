@@ -23,15 +23,15 @@ from aiohttp import web
 
 from livedub.engines.errors import LivedubError
 
-from .clock import WallClock
-from .config import LIP_ENGINES, DubConfig
-from .factory import ModelPool
-from .io.webrtc import PeerSession, offer_loopback_candidates
-from .session import DubSession
+from ..clock import WallClock
+from ..config import LIP_ENGINES, DubConfig
+from ..io.webrtc import PeerSession, offer_loopback_candidates
+from ..pool import ModelPool
+from ..session import DubSession
 
 log = logging.getLogger("livedub.server")
 
-WEB = Path(__file__).parent / "web"
+WEB = Path(__file__).parent.parent / "web"  # realtime/web: the page it serves
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 MAX_REQUEST = 64 * 1024  # bytes of any request body (an SDP offer is ~5 KB)
 MAX_SDP = 32 * 1024
@@ -209,7 +209,7 @@ class DubServer:
         if not config.source or config.source == config.target:
             return ""
         try:
-            await asyncio.to_thread(self.pool.translator, config.source, config.target)
+            await asyncio.to_thread(self.pool.speech_route, config.source, config.target)
         except LivedubError as exc:
             return str(exc)
         return ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .outputs import atomic_output
+from ..outputs import atomic_output
 
 Cue = tuple[float, float, str]  # start, end (seconds), text
 
