@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from livedub.realtime import captions
+from livedub.realtime.media import captions
 from livedub.realtime.media.captions import caption_band, draw_caption
 
 GREY = 120

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import pyvirtualcam
 import skimage.data
-from aiortc.mediastreams import MediaStreamTrack
 from loop_steps import LoopSteps
+from webrtc_helpers import speech_track
 
 from livedub.engines.audio import OUTPUT_RATE, SAMPLE_RATE, resample
 from livedub.engines.face.landmarks import mouth_opening
@@ -24,7 +24,6 @@ from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
 from livedub.realtime.cli.camera import run_live
 from livedub.realtime.config import DubConfig
 from livedub.realtime.io.files import Mp4Writer
-from livedub.realtime.io.tracks import audio_frame
 from livedub.realtime.pool import ModelPool
 from livedub.realtime.runners.live import LiveOptions
 
@@ -209,24 +208,9 @@ def test_the_livedub_microphone_speaks_spanish(live_run):
     assert "casa" in said and ("hermano" in said or "coche" in said), said
 
 
-class ToneTrack(MediaStreamTrack):
-    """A 440 Hz tone as an audio track paced by the monotonic clock (20 ms frames)."""
-
-    kind = "audio"
-
-    def __init__(self):
-        super().__init__()
-        self.start: float | None = None
-        self.n = 0
-
-    async def recv(self):
-        if self.start is None:
-            self.start = time.monotonic()
-        t = self.n * 0.02
-        await asyncio.sleep(max(self.start + t + 0.02 - time.monotonic(), 0.0))
-        self.n += 1
-        tone = 0.3 * np.sin(2 * np.pi * 440 * (t + np.arange(int(0.02 * OUTPUT_RATE)) / OUTPUT_RATE))
-        return audio_frame(tone.astype(np.float32), OUTPUT_RATE, t)
+def tone_a4() -> np.ndarray:
+    """One second of 440 Hz: a whole number of cycles, so it loops without a click."""
+    return (0.3 * np.sin(2 * np.pi * 440 * np.arange(OUTPUT_RATE) / OUTPUT_RATE)).astype(np.float32)
 
 
 def test_audio_out_plays_into_a_sink_made_after_the_audio_library_loaded(pulse, tmp_path):
@@ -242,7 +226,7 @@ def test_audio_out_plays_into_a_sink_made_after_the_audio_library_loaded(pulse, 
 
     async def play() -> int:
         out = await asyncio.to_thread(AudioOut, sink=mic.name)
-        out.play(ToneTrack())
+        out.play(speech_track(tone_a4(), OUTPUT_RATE))
         deadline = time.monotonic() + 10  # a fresh null sink may sleep up to 2 s (its idle latency) before it reads
         while out.blocks < 10 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
