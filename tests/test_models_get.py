@@ -526,7 +526,7 @@ def test_calls_and_file_jobs_never_load_the_downloader(fetched):
     """The download module stays out of every command but `models get`: it is imported only there."""
     script = (
         "import sys; from pathlib import Path\n"
-        "from livedub.realtime import cli, factory, filemode, session\n"
+        "from livedub.realtime import cli, pool, session\n"
         "from livedub.engines import registry\n"
         "from livedub.engines.settings import Settings\n"
         f"s = Settings(cache=Path({str(fetched['cache'])!r}))\n"

@@ -164,12 +164,27 @@ class MicrophoneTrack(MediaStreamTrack):
         self._next: float | None = None  # session time of the next block
         self.dropped = 0
         try:
-            self._stream = sd.InputStream(device=device, channels=1, samplerate=rate, blocksize=int(rate * PTIME),
-                                          dtype="float32", callback=self._callback)
-            self._stream.start()
+            self._stream = self._open(sd)
+        except sd.PortAudioError:
+            # PortAudio lists devices once, when first loaded: a sound server started since (PulseAudio
+            # restarted, or started by a test after another test loaded sounddevice) is unseen until it
+            # lists them again. Only the device list is refreshed; no other PortAudio stream is ours.
+            try:
+                sd._terminate()
+                sd._initialize()
+                self._stream = self._open(sd)
+            except Exception as exc:
+                raise DeviceError(f"microphone {device or '(default)'}: cannot be opened ({exc}); "
+                                  "`livedub devices` lists microphones") from None
         except Exception as exc:
             raise DeviceError(f"microphone {device or '(default)'}: cannot be opened ({exc}); "
                               "`livedub devices` lists microphones") from None
+
+    def _open(self, sd):
+        stream = sd.InputStream(device=self.device, channels=1, samplerate=self.rate,
+                                blocksize=int(self.rate * PTIME), dtype="float32", callback=self._callback)
+        stream.start()
+        return stream
 
     def _callback(self, indata, frames, _time, _status) -> None:  # PortAudio's thread
         """Blocks are stamped one after the other (sample-accurate), re-anchored on the clock if callbacks
