@@ -10,8 +10,8 @@ stopped (an HTTP Range request, in the same run after a dropped connection and i
 interruption; huggingface_hub writes in 10 MiB chunks, so at most that much comes again). Every finished file is checked against the Hub's hash (sha256, or the git blob sha1 of a small
 file) before it is kept, the whole folder against the layout its engine needs, and only then is the folder
 renamed into place: the cache holds a whole verified model or none. The transfer itself is huggingface_hub's
-(`get_hf_file_metadata`, `http_get`: redirects, retries, progress bar); `hf_hub_download` is not used because
-it deletes its partial file when a run fails, which would make every interrupted fetch start again.
+(`get_hf_file_metadata`, `http_get`: redirects, retries, progress bar); its one-call file download is not
+used because it deletes its partial file when a run fails, which would make every interrupted fetch start again.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def endpoint_url(endpoint: str | None) -> str:
 
 
 def plan(entry: CatalogEntry, cache: Path, *, endpoint: str | None = None) -> Plan:
-    """List `entry`'s repository on the Hub (at `endpoint`, default huggingface.co) and choose its files."""
+    """List `entry`'s repository on the Hub (at `endpoint`, default the public Hub) and choose its files."""
     from huggingface_hub import HfApi
 
     with _hub_errors(endpoint, f"listing {entry.repo}"):
