@@ -90,7 +90,7 @@ class SpeechPath:
         self.times = times or StageTimes()
         self.live = live
         self.recognizer: Callable[[], Recognizer] = recognizer or pool.recognizer
-        self._translations: dict[tuple[str, str], Translation] = {}
+        self._translations: dict[tuple[str, str, bool], Translation] = {}  # (source, target, from speech)
         self._lock = threading.Lock()
         self.pitch_hz: float | None = None
         self._speaker_pcm: np.ndarray | None = None  # the speaker's voice for --voice-match timbre
