@@ -230,7 +230,31 @@ class MicrophoneTrack(MediaStreamTrack):
 # -- sinks -----------------------------------------------------------------------------------------------
 
 
-class VirtualCamera:
+class PumpedSink:
+    """A device fed from a track by a `TrackPump` on its own thread; closing stops the pump, then the device
+    (off the event loop: closing a device can block)."""
+
+    _pump: TrackPump | None = None
+
+    def _pump_from(self, track: MediaStreamTrack, write, *, name: str, keep: int | None = None) -> None:
+        self._pump = TrackPump(track, write, name=name, **({} if keep is None else {"keep": keep}))
+        self._pump.start()
+
+    @property
+    def written(self) -> int:
+        """Frames handed to the device so far."""
+        return self._pump.written if self._pump is not None else 0
+
+    async def aclose(self) -> None:
+        if self._pump is not None:
+            await self._pump.aclose()
+        await asyncio.to_thread(self._close_device)
+
+    def _close_device(self) -> None:
+        raise NotImplementedError
+
+
+class VirtualCamera(PumpedSink):
     """The outgoing video as a camera call apps can pick (pyvirtualcam: v4l2loopback, OBS). Opening blocks:
     build it off the event loop; `play(track)` then sends the newest frame of `track` on its own thread."""
 
@@ -245,23 +269,16 @@ class VirtualCamera:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DeviceError(f"no virtual camera ({first}): {V4L2_HINT}") from None
         self.name = self.camera.device
-        self._pump: TrackPump | None = None
 
     def play(self, track: MediaStreamTrack) -> None:
-        self._pump = TrackPump(track, self._send, name="virtual-camera")
-        self._pump.start()
+        self._pump_from(track, self._send, name="virtual-camera")
 
     def _send(self, frame: av.VideoFrame) -> None:
         self.camera.send(np.ascontiguousarray(frame.to_ndarray(format="bgr24")))
 
     @property
     def sent(self) -> int:
-        return self._pump.written if self._pump is not None else 0
-
-    async def aclose(self) -> None:
-        if self._pump is not None:
-            await self._pump.aclose()
-        await asyncio.to_thread(self._close_device)
+        return self.written
 
     def _close_device(self) -> None:
         with contextlib.suppress(Exception):
@@ -317,7 +334,7 @@ class VirtualMicrophone:
         self._modules = []
 
 
-class AudioOut:
+class AudioOut(PumpedSink):
     """Plays an audio track on an output: a PulseAudio/PipeWire `sink` written to directly (libpulse, paced
     by the server) or a PortAudio `device`. Opening blocks: build it off the event loop; `play(track)` then
     pulls the track (paced by the session clock) and writes on the device's thread. A device that falls
@@ -328,7 +345,6 @@ class AudioOut:
         self._playback = None
         self._stream = None
         self._fifo = _SampleFifo(int(OUT_BUFFER_S * rate))
-        self._pump: TrackPump | None = None
         if sink is not None:
             from .pulse import PulseError, PulsePlayback
 
@@ -356,9 +372,7 @@ class AudioOut:
             raise DeviceError(f"audio output {device or '(default)'}: cannot be opened ({exc})") from None
 
     def play(self, track: MediaStreamTrack) -> None:
-        keep = max(int(OUT_BUFFER_S / PTIME), 1)
-        self._pump = TrackPump(track, self._write, name="audio-out", keep=keep)
-        self._pump.start()
+        self._pump_from(track, self._write, name="audio-out", keep=max(int(OUT_BUFFER_S / PTIME), 1))
 
     def _write(self, frame: av.AudioFrame) -> None:
         pcm = mono_float(frame)
@@ -374,12 +388,7 @@ class AudioOut:
     @property
     def blocks(self) -> int:
         """Blocks handed to the device so far."""
-        return self._pump.written if self._pump is not None else 0
-
-    async def aclose(self) -> None:
-        if self._pump is not None:
-            await self._pump.aclose()
-        await asyncio.to_thread(self._close_device)
+        return self.written
 
     def _close_device(self) -> None:
         if self._playback is not None:
