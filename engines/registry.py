@@ -188,6 +188,12 @@ class SpeechRoute:
     translator: Translator | None
     name: str  # "whisper translate zh-en › apertium eng-spa"
 
+    def preload(self) -> None:
+        """Load the translator's in-process weights now (see `Translator`)."""
+        preload = getattr(self.translator, "preload", None)
+        if preload is not None:
+            preload()
+
     def close(self) -> None:
         close = getattr(self.translator, "close", None)
         if close is not None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -64,6 +64,7 @@ class ModelPool:
         self._models: dict[tuple, object] = {}
         self._loading: dict[tuple, threading.Lock] = {}  # one lock per model being made
         self._workers: dict[str, ModelWorker] = {}
+        self._too_slow: dict[str, str] = {}  # a voice network's speed verdict, by its `speed_key`
         for name in MODEL_WORKERS:  # threads started here, at the edge, not on a session's event loop
             self.worker(name)
 
@@ -104,6 +105,23 @@ class ModelPool:
         """How speech in `source` reaches `target`: maybe whisper's translate task first, then text hops."""
         return self._get(("mt-speech", source, target), lambda: registry.speech_route(source, target, self.settings))
 
+    def preload_routes(self, source: str, targets: Iterable[str]) -> list[str]:
+        """Build the speech routes from `source` to each of `targets` and load their in-process weights, so a
+        caller switching language mid-call loads nothing (native loads hold the GIL and stall the frames).
+        Run it on the MT worker. Returns the route names; targets nothing reaches are left out."""
+        names = []
+        for target in targets:
+            if target == source:
+                continue
+            try:
+                route = self.speech_route(source, target)
+                route.preload()
+            except LivedubError as exc:
+                log.debug("no route preloaded for %s → %s: %s", source, target, exc)
+                continue
+            names.append(f"{source} → {target}: {route.name}")
+        return names
+
     def synthesizer(self, language: str, *, pitch_hz: float | None = None, engine: str | None = None) -> Synthesizer:
         """The voice for `language` (of `engine` when given), chosen by the speaker's register when known."""
         register = None
@@ -120,7 +138,7 @@ class ModelPool:
         machine (measured on a warm-up sentence), and one line saying what was chosen and why. An `engine`
         the user asked for is taken as it is."""
         if engine is not None:
-            return self.synthesizer(language, pitch_hz=pitch_hz, engine=engine), ""
+            return self._loaded(self.synthesizer(language, pitch_hz=pitch_hz, engine=engine), language), ""
         voice, why = self._get(("tts-live", language), lambda: self._pick_live_voice(language, None, max_rtf))
         if pitch_hz is None:
             return voice, why
@@ -132,7 +150,14 @@ class ModelPool:
                     return other
             return voice
 
-        return self._get(("tts-live", language, register_of(pitch_hz)), same_backend_for_register), why
+        voice = self._get(("tts-live", language, register_of(pitch_hz)), same_backend_for_register)
+        return self._loaded(voice, language), why
+
+    def _loaded(self, voice: Synthesizer, language: str) -> Synthesizer:
+        """`voice` once it has spoken (which loads its model): a load mid-call holds the GIL (Kokoro's ONNX
+        session ~0.3 s) and stalls every call's frames, so it happens where the voice is chosen, at warm-up."""
+        self._get(("tts-loaded", voice.name), lambda: voice.synthesize(WARM_UP_TEXT.get(language, WARM_UP_TEXT["en"])))
+        return voice
 
     def _pick_live_voice(self, language: str, pitch_hz: float | None, max_rtf: float) -> tuple[Synthesizer, str]:
         import time
@@ -143,6 +168,10 @@ class ModelPool:
         text = WARM_UP_TEXT.get(language, WARM_UP_TEXT["en"])
         slow: list[str] = []
         for voice in voices[:-1]:
+            speed_key = getattr(voice, "speed_key", voice.name)
+            if speed_key in self._too_slow:  # measured for another language: not timed again mid-call
+                slow.append(f"{voice.name} {self._too_slow[speed_key]}")
+                continue
             try:
                 voice.synthesize(text)  # loads the model; the second run is the one timed
                 started = time.perf_counter()
@@ -154,7 +183,8 @@ class ModelPool:
             if rtf <= max_rtf:
                 why = f"; {', '.join(slow)}" if slow else ""
                 return voice, f"live voice for {language}: {voice.name} (RTF {rtf:.2f}{why})"
-            slow.append(f"{voice.name} too slow to keep up live here (RTF {rtf:.2f} > {max_rtf})")
+            self._too_slow[speed_key] = f"too slow to keep up live here (RTF {rtf:.2f} > {max_rtf} for {language})"
+            slow.append(f"{voice.name} {self._too_slow[speed_key]}")
         voice = voices[-1]
         voice.synthesize(text)
         return voice, f"live voice for {language}: {voice.name} ({'; '.join(slow)})" if slow else ""

@@ -210,8 +210,9 @@ def test_server_loop_never_blocks_with_several_peers_and_hang_ups():
 @pytest.mark.slow
 def test_switching_to_a_language_never_warmed_keeps_the_video_flowing():
     """The issue's acceptance: mid-call, a plain aiortc client asks for Portuguese, which no session has used
-    (Bergamot's en→pt model and a Portuguese voice load then). The returned video never stalls over 3 frame
-    intervals of the client's 30 fps camera while the new language loads, Portuguese comes back, and no step
+    (the server loaded the page's translators at start, since Bergamot's load holds the GIL ~0.2 s; the
+    Portuguese voice is chosen then, on the TTS worker). The returned video never stalls over 3 frame
+    intervals of the client's 30 fps camera while the new language starts, Portuguese comes back, and no step
     of the server's event loop takes over 50 ms meanwhile."""
     from livedub.engines.audio import OUTPUT_RATE
     from livedub.engines.models import whisper_tiny_en_dir

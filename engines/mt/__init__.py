@@ -10,7 +10,8 @@ from typing import Protocol, runtime_checkable
 class Translator(Protocol):
     """Translates text from `source` to `target` (ISO 639-1 codes such as "en", "es"). `name` says what
     translates, for logs and transcripts: "apertium eng-spa", "bergamot en-pt", or a chain's route
-    "apertium eng-spa › apertium spa-ita"."""
+    "apertium eng-spa › apertium spa-ita". A backend whose weights load lazily in-process may add `preload()`,
+    which loads them now (a server calls it before its calls, because native loads hold the GIL)."""
 
     source: str
     target: str

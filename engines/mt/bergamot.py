@@ -42,6 +42,11 @@ class BergamotTranslator:
         self.direction = DIRECTIONS[(self.source, self.target)]
         self.name = f"bergamot {self.direction}"
 
+    def preload(self) -> None:
+        """Load this direction's model now: the load holds the GIL ~0.2 s (translating releases it), so a
+        server does it before its calls rather than mid-call."""
+        self._one(_load(), "Hello.")
+
     def translate(self, text: str) -> str:
         """Translate a passage sentence by sentence and join the results."""
         return join_sentences(self.translate_sentences(split_sentences(text)), self.target)

@@ -41,6 +41,13 @@ class ChainTranslator:
                     self._hops[i] = hop.load()
             return list(self._hops)  # type: ignore[arg-type]
 
+    def preload(self) -> None:
+        """Load every hop now and each hop's own weights where it has a `preload`."""
+        for hop in self.hops():
+            preload = getattr(hop, "preload", None)
+            if preload is not None:
+                preload()
+
     def translate(self, text: str) -> str:
         """Translate a passage sentence by sentence through every hop and join the results."""
         return join_sentences(self.translate_sentences(split_sentences(text)), self.target)

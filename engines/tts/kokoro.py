@@ -82,6 +82,7 @@ class KokoroSynthesizer:
     use into `cache` (`Settings.cache`)."""
 
     sample_rate = SAMPLE_RATE
+    speed_key = "kokoro"  # every voice and language runs the same network: one speed measurement serves all
 
     def __init__(
         self, language: str, *, voice: str | None = None, register: str | None = None, threads: int | None = None,

@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -36,6 +37,8 @@ STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 MAX_REQUEST = 64 * 1024  # bytes of any request body (an SDP offer is ~5 KB)
 MAX_SDP = 32 * 1024
 CAMERA_FPS = 30.0  # what browsers send by default; the tracker's smoothing is tuned per frame
+# The target languages the page offers (realtime/web/app.js LANGUAGES): their translators load at start.
+PAGE_LANGUAGES = ("en", "es", "pt", "de", "fr", "it", "nl", "ca", "gl", "ja", "zh")
 
 
 def is_loopback(host: str) -> bool:
@@ -111,6 +114,13 @@ class DubServer:
             await session.aclose()
         for note in session.notes:
             log.info("%s", note)
+        # A caller may switch to any language of the page mid-call: load those translators now, because a
+        # native model load holds the GIL (Bergamot's ~0.2 s) and would stall every call's frames then.
+        source = self.config.source or "en"  # detected speech is most often English
+        started = time.perf_counter()
+        routes = await self.pool.worker("mt").run(self.pool.preload_routes, source, PAGE_LANGUAGES)
+        log.info("translators for %d languages of the page ready in %.1f s: %s", len(routes),
+                 time.perf_counter() - started, "; ".join(routes))
 
     async def stop(self) -> None:
         await asyncio.gather(*(peer.close("server stopping") for peer in list(self.peers.values())),
