@@ -29,6 +29,7 @@ from ..config import LIP_ENGINES, DubConfig
 from ..io.webrtc import PeerSession, offer_loopback_candidates
 from ..pool import ModelPool
 from ..session import DubSession
+from .capacity import DRAINING, Capacity, capacity
 
 log = logging.getLogger("livedub.server")
 
@@ -72,6 +73,7 @@ class DubServer:
         self.idle_timeout = idle_timeout
         self.peers: dict[str, PeerSession] = {}
         self._starting = 0  # offers being answered (not yet in `peers`)
+        self.draining = False  # stopping: takes no new calls
         self.served = 0
         self._names = itertools.count(1)
         self._files = {name: (WEB / name).read_bytes() for name in ("index.html", *STATIC)}
@@ -156,11 +158,16 @@ class DubServer:
             return _error(404, "no such file")
         return web.Response(body=self._files[name], content_type=STATIC[name], charset="utf-8")
 
+    def capacity(self) -> Capacity:
+        """What this node can still take (offers being answered count as sessions)."""
+        return capacity(len(self.peers) + self._starting, self.max_sessions, draining=self.draining)
+
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "sessions": len(self.peers), "max_sessions": self.max_sessions,
                                   "target": self.config.target, "source": self.config.source,
                                   "engine": self.config.lip_engine_name(video=True), "engines": list(LIP_ENGINES),
-                                  "token_required": self.token is not None})
+                                  "token_required": self.token is not None,
+                                  "capacity": self.capacity().as_json()})
 
     async def stats(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -176,7 +183,7 @@ class DubServer:
         dropped = sum(sum(p["dropped_frames"].values()) for p in peers)
         return web.json_response({"sessions": len(peers), "max_sessions": self.max_sessions,
                                   "sessions_served": self.served, "stages": worst, "dropped_frames": dropped,
-                                  "rss_mb": _rss_mb(), "peers": peers})
+                                  "rss_mb": _rss_mb(), "capacity": self.capacity().as_json(), "peers": peers})
 
     async def offer(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -201,8 +208,11 @@ class DubServer:
         problem = _sdp_problem(sdp)
         if problem:
             return _error(400, f"malformed SDP offer: {problem}")
-        if len(self.peers) + self._starting >= self.max_sessions:
-            return _error(503, f"server full: {self.max_sessions} session{'s' if self.max_sessions > 1 else ''} "
+        room = self.capacity()
+        if room.state == DRAINING:
+            return _error(503, "server going away: it takes no new calls; connect again (another node will answer)")
+        if not room.sessions_more:
+            return _error(503, f"server full: {room.sessions} session{'s' if room.sessions > 1 else ''} "
                                "already running; try again when one ends")
         self._starting += 1  # counted at once: concurrent offers cannot overshoot the cap
         try:

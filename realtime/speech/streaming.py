@@ -52,6 +52,7 @@ class StreamingUnits:
         self._pending: deque[np.ndarray] = deque()
         self._pending_lock = threading.Lock()
         self._origin: float | None = None  # session time of the first sample pushed
+        self._partial = ""  # the last partial said
         self._ready = asyncio.Event()
         self._busy = asyncio.Lock()  # one pass at a time; `finish` takes it to drain
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,8 +121,10 @@ class StreamingUnits:
             self.hub.emit(SessionEvent("word", text=w.text.strip(), start=origin + w.start, end=origin + w.end,
                                        at=now))
         hypothesis = self.streamer.hypothesis
-        if hypothesis:
-            self.hub.emit(SessionEvent("partial", text=join_words(w.text for w in hypothesis), at=now))
+        partial = join_words(w.text for w in hypothesis)
+        if partial and partial != self._partial:  # each 20 ms of audio feeds a pass: say a partial once
+            self.hub.emit(SessionEvent("partial", text=partial, at=now))
+        self._partial = partial
         for unit in self._builder.add(words, origin=origin, utterance_over=not speaking and not hypothesis):
             self.on_unit(unit)
 
