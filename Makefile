@@ -16,8 +16,9 @@ APERTIUM_PAIRS := apertium-eng-spa apertium-eng-cat apertium-en-gl apertium-spa-
 # caption letters: DejaVu Sans (Latin, Cyrillic, Arabic), WenQuanYi Micro Hei (CJK); FriBiDi lets Pillow's
 # raqm lay out right-to-left text
 CAPTION_FONTS := fonts-dejavu-core fonts-wqy-microhei libfribidi0
+# haproxy: the load balancer in front of many `livedub serve` nodes (deploy/haproxy.cfg; the cluster tests)
 APT_PACKAGES := espeak-ng apertium $(APERTIUM_PAIRS) libgl1 libglib2.0-0 pulseaudio libportaudio2 chromium \
-	$(CAPTION_FONTS)
+	$(CAPTION_FONTS) haproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system venv demo test lint bench clean

@@ -15,6 +15,7 @@ from ..errors import LivedubError, MissingModelError
 from ..text_join import PARTIAL_CHARACTER, join_words
 from ..types import Segment, Transcript, Word
 from .bounded import PassBudget, PassStats, PassTranscript, bounded_pass
+from .script import in_one_script
 
 log = logging.getLogger("livedub.asr")
 
@@ -165,7 +166,7 @@ class WhisperRecognizer:
                 continue  # a word placed in the window's padding was not heard: whisper made it up
             start = min(max(w.start, last), duration)
             end = min(max(w.end, start), duration)
-            words.append(Word(text, start, end, w.probability))
+            words.append(Word(in_one_script(text, used), start, end, w.probability))
             last = end
         segments = ()
         if words:
@@ -198,12 +199,12 @@ def _segments(raw_segments, language: str, duration: float) -> tuple[Segment, ..
     out: list[Segment] = []
     last = 0.0
     for raw in raw_segments:
-        text = raw.text.replace(PARTIAL_CHARACTER, "").strip()
+        text = in_one_script(raw.text.replace(PARTIAL_CHARACTER, "").strip(), language)
         if not text:
             continue
         words: list[Word] = []
         for w in raw.words or ():
-            word = w.word.replace(PARTIAL_CHARACTER, "").strip()
+            word = in_one_script(w.word.replace(PARTIAL_CHARACTER, "").strip(), language)
             if not word:
                 continue
             start = min(max(float(w.start), last), duration)
