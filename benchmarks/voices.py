@@ -101,6 +101,18 @@ SENTENCES: dict[str, list[str]] = {
         "Non avevo mai visto un cielo così azzurro come quello di oggi.",
         "Grazie per essere venuto, spero che la festa ti piaccia.",
     ],
+    "ca": [
+        "Demà al matí anirem a visitar el museu de la ciutat.",
+        "La meva germana treballa en un hospital a prop de l'estació.",
+        "Em pots enviar l'informe abans de divendres, si us plau?",
+        "El tren va arribar tard perquè hi havia molta neu a les muntanyes.",
+        "M'agradaria reservar una taula per a quatre persones aquesta nit.",
+        "Els nens juguen al parc després de l'escola.",
+        "Crec que hauríem de parlar amb el director d'aquest problema.",
+        "La reunió comença a les deu i acaba abans del dinar.",
+        "No havia vist mai un cel tan blau com el d'avui.",
+        "Gràcies per venir, espero que gaudeixis de la festa.",
+    ],
     "en": [
         "Tomorrow morning we are going to visit the city museum.",
         "My sister works in a hospital near the train station.",

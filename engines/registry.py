@@ -288,10 +288,13 @@ def espeak_languages() -> list[str]:
 
 # Kokoro's round-trip intelligibility (whisper-base WER, benchmarks/voices.py → results/voices-vm.json): es 6%,
 # en 4% are "good" (≤ 15%); pt 23%, it 28%, de 31%, fr 59% and every unmeasured language whose phonemes it
-# covers are "experimental". espeak-ng came back worse in all six (es 33%, pt 96%, de 33%, fr 93%, it 70%,
-# en 4%), so no language keeps espeak-ng by measurement; one that does goes in KOKORO_WORSE_THAN_ESPEAK.
+# covers are "experimental". Whether whisper, told nothing, hears the dub as its language at all
+# (benchmarks/voice_language.py → results/voice_language-vm.json, 5 sentences each) decides first: the bundled
+# Kokoro voices are Japanese speakers, and their German was heard as German in 2 of 5 sentences (espeak-ng 4 of
+# 5, at the same WER: 31% vs 33%); in Catalan neither was heard as Catalan and espeak-ng's WER was lower (67% vs
+# 78%). Kokoro keeps es, pt, fr, it (heard as often or more, and far more intelligible: it 28% vs 70%).
 KOKORO_GOOD: frozenset[str] = frozenset({"es", "en"})
-KOKORO_WORSE_THAN_ESPEAK: frozenset[str] = frozenset()
+KOKORO_WORSE_THAN_ESPEAK: frozenset[str] = frozenset({"de", "ca"})
 KOKORO_MEASURED = ("es", "pt", "de", "fr", "it", "en")
 _KOKORO_MIN_COVERAGE = 0.95  # share of a language's IPA symbols Kokoro's vocabulary must have
 

@@ -43,3 +43,20 @@ def test_phonemes_are_on_the_track_timeline():
     ph = track.phonemes(3.6, 3.7)
     assert [p.symbol for p in ph] == ["b"]
     assert ph[0].start == pytest.approx(3.5)
+
+
+def test_released_clips_keep_their_place_and_text_but_not_their_audio():
+    track = DubTrack(output_rate=24_000)
+    old = track.place(tone(1.0), 0.0)
+    recent = track.place(tone(1.0), 40.0)
+    assert track.release_before(35.0) == 1
+    assert track.release_before(35.0) == 0  # already released
+    first, second = track.clips
+    assert first.released and not second.released
+    assert (first.start, first.end, first.text) == (old.start, old.end, old.text)
+    assert len(first.speech.phonemes) == 2  # captions and reports still read them
+    assert track.end == pytest.approx(recent.end)
+    assert not np.any(track.window(0.0, 1.0))  # a released time reads as silence
+    assert np.any(track.window(40.2, 40.8))  # the recent clip plays as before
+    nxt = track.place(tone(0.5), 40.5)  # placing after a release still keeps clips apart
+    assert nxt.start == pytest.approx(recent.end + MIN_GAP)

@@ -37,6 +37,8 @@ log = logging.getLogger("livedub.speech")
 
 ErrorFn = Callable[[str, BaseException], None]
 
+# a live clip's audio is kept this long after it ended: lips, captions and the mix read only the last seconds
+KEEP_PLAYED_S = 30.0
 
 class StreamingUnits:
     """Audio in (16 kHz, any thread) → streaming recognition on the ASR worker → units to `on_unit`."""
@@ -203,6 +205,7 @@ class LiveSpeech:
         speech, speed = await tts.run(path.speak, voice, text, fit)
         self.latency.add("tts", time.perf_counter() - started)
         clip = path.place(unit, text, speech, speed, self.clock.clip_start(unit.start))
+        path.track.release_before(self.clock.now() - KEEP_PLAYED_S)  # a long call's memory stays flat
         self.latency.add("onset", max(clip.start - unit.end, 0.0))
         log.info("clip %.2f–%.2f s ×%.2f (%.2f s after the source ended) via %s: %s", clip.start, clip.end, speed,
                  clip.start - unit.end, translation.name, text)
