@@ -3,21 +3,22 @@
 Runtimes: torch fp32 and fp16 (CUDA), ONNX Runtime CUDA EP (and TensorRT EP when present), native TensorRT
 fp16. Every call goes numpy in → numpy out, as the engine sees it (host↔device copies included). Accuracy is
 the max/mean absolute error against torch fp32 on the CPU (no TF32). Then N simulated live sessions, each a
-30 fps camera, send frames through the LipBatcher on the fastest runtime; the largest N whose p95 frame
-latency (scheduled capture → model output) stays within --budget-ms is reported. Random weights: speed and
+30 fps camera on its own thread with its own client of one shared LipBatcher (as a server's sessions run the
+model), send frames on the fastest runtime; the largest N whose p95 frame latency (scheduled capture → model
+output) stays within --budget-ms is reported. Frames/s per batch size through the shared runner (B sessions
+posting back to back) sit beside the same runner called directly. Random weights: speed and
 numerics only. Targets (issue 5, H100): TensorRT fp16 ≥ 5000 frames/s at batch 64, ≤ 1.5 ms at batch 1, ≥ 30
 sessions.
 
     python benchmarks/gpu_lipsync.py [--batches 1 8 32 64] [--seconds 3] [--sessions 8 16 24 32 48 64]
 
-Without a CUDA GPU it says so in one line, runs the session simulation on the CPU runner at small N (labelled
-CPU, to exercise the code path) and exits 0. Results: benchmarks/results/gpu_lipsync-<host>.json.
+Without a CUDA GPU it says so in one line, runs the shared runner per batch size and the session simulation on
+the CPU runner at small N (labelled CPU, to exercise the code path) and exits 0. Results: benchmarks/results/gpu_lipsync-<host>.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import copy
 import sys
 import tempfile
@@ -134,32 +135,87 @@ def throughput_rows(found: list, batches: list[int], seconds: float) -> list[dic
     return rows
 
 
-# -- live sessions through the batcher ---------------------------------------------------------------------
+# -- the shared runner: sessions as the server runs them ---------------------------------------------------
 
 
-async def _simulate(runner, n_sessions: int, seconds: float, max_batch: int, deadline_ms: float) -> dict:
-    """n 30 fps cameras with random phases; each frame is submitted at its capture time, not after the last."""
+def _through_batcher(runner, b: int, mel: np.ndarray, face: np.ndarray, seconds: float) -> tuple[float, list[int]]:
+    """Frames/s of b sessions (threads) posting back to back into one shared batcher, and its batch sizes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from livedub.realtime.face.batcher import LipBatcher
+
+    batcher = LipBatcher(runner, max_batch=b, deadline_ms=50.0)
+    clients = [batcher.client() for _ in range(b)]
+    stop = [0.0]
+
+    def session(k: int) -> int:
+        done = 0
+        while True:
+            clients[k].run(mel[k], face[k])
+            done += 1
+            if time.perf_counter() >= stop[0]:
+                return done
+
+    try:
+        with ThreadPoolExecutor(b) as pool:
+            list(pool.map(session, range(b)))  # warm: one frame each (a new batch shape's first call is slow)
+            warm = batcher.stats.batches
+            t0 = time.perf_counter()
+            stop[0] = t0 + seconds
+            frames = sum(pool.map(session, range(b)))
+            elapsed = time.perf_counter() - t0
+    finally:
+        batcher.close()
+    return frames / elapsed, list(batcher.stats.sizes)[warm:]
+
+
+def shared_rows(runner, batches: list[int], seconds: float, label: str) -> list[dict]:
+    """Frames/s per batch size through one shared `LipBatcher`: B sessions, each on its own thread (as video
+    workers are) posting one frame after another, so every batch holds one frame of each of the B sessions.
+    Beside it, the same runner called directly at batch B (what the batcher costs on top)."""
+    mel, face = _inputs(max(batches), seed=3)
+    rows = []
+    for b in batches:
+        direct = time_calls(lambda b=b: runner.run(mel[:b], face[:b]), seconds, warmup=1)
+        fps, sizes = _through_batcher(runner, b, mel, face, seconds)
+        row = {"device": label, "runtime": runner.name, "batch": b, "sessions": b, "shared_fps": round(fps, 1),
+               "mean_batch": round(float(np.mean(sizes)), 2) if sizes else 0.0,
+               "direct_fps": round(1000 * b / direct["ms_p50"], 1), "direct_ms_p50": direct["ms_p50"]}
+        rows.append(row)
+        print(f"[{label}] B={b:<3} shared runner {row['shared_fps']:8.1f} frames/s (mean batch {row['mean_batch']}), "
+              f"direct {row['direct_fps']:8.1f} frames/s", flush=True)
+    return rows
+
+
+def _simulate(runner, n_sessions: int, seconds: float, max_batch: int, deadline_ms: float) -> dict:
+    """n 30 fps cameras with random phases, each session on its own thread with its own client of one shared
+    batcher (as a server's video workers are); latency = scheduled capture → model output."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from livedub.realtime.face.batcher import LipBatcher
 
     mel, face = _inputs(64, seed=2)
-    loop = asyncio.get_running_loop()
-    latencies: list[float] = []
     rng = np.random.default_rng(n_sessions)
+    phases = rng.uniform(0, 1 / FPS, n_sessions)
+    batcher = LipBatcher(runner, max_batch=max_batch, deadline_ms=deadline_ms)
+    clients = [batcher.client() for _ in range(n_sessions)]
+    clients[0].run(mel[0], face[0])  # warm
+    warm = batcher.stats.batches
+    start = time.perf_counter() + 0.05
 
-    async def frame(batcher: LipBatcher, due: float, k: int) -> None:
-        await asyncio.sleep(max(0.0, due - loop.time()))
-        await batcher.submit(mel[k % 64], face[k % 64])
-        latencies.append(1000 * (loop.time() - due))
+    def session(s: int) -> list[float]:
+        latencies = []
+        for i in range(int(seconds * FPS)):
+            due = start + phases[s] + i / FPS
+            time.sleep(max(0.0, due - time.perf_counter()))
+            clients[s].run(mel[(s * 7 + i) % 64], face[(s * 7 + i) % 64])
+            latencies.append(1000 * (time.perf_counter() - due))
+        return latencies
 
-    async with LipBatcher(runner, max_batch=max_batch, deadline_ms=deadline_ms) as batcher:
-        await batcher.submit(mel[0], face[0])  # warm
-        start = loop.time() + 0.05
-        tasks = [frame(batcher, start + phase + i / FPS, s * 1000 + i)
-                 for s, phase in enumerate(rng.uniform(0, 1 / FPS, n_sessions))
-                 for i in range(int(seconds * FPS))]
-        await asyncio.gather(*tasks)
-        sizes = list(batcher.stats.sizes)[1:]
-    lat = np.asarray(latencies)
+    with ThreadPoolExecutor(n_sessions) as pool:
+        lat = np.concatenate([np.asarray(x) for x in pool.map(session, range(n_sessions))])
+    batcher.close()
+    sizes = list(batcher.stats.sizes)[warm:]
     return {"sessions": n_sessions, "runtime": runner.name, "frames": len(lat),
             "p50_ms": round(float(np.median(lat)), 2), "p95_ms": round(percentile(lat, 95), 2),
             "max_ms": round(float(lat.max()), 2), "mean_batch": round(float(np.mean(sizes)), 1) if sizes else 0.0}
@@ -170,7 +226,7 @@ def session_rows(runner, counts: list[int], seconds: float, max_batch: int, dead
     """Rows per session count and the largest count whose p95 latency is within budget."""
     rows, best = [], 0
     for n in counts:
-        row = {"device": label, **asyncio.run(_simulate(runner, n, seconds, max_batch, deadline_ms))}
+        row = {"device": label, **_simulate(runner, n, seconds, max_batch, deadline_ms)}
         row["within_budget"] = row["p95_ms"] <= budget_ms
         rows.append(row)
         print(f"[{label}] {n:>3} sessions × {FPS:g} fps on {runner.name}: p50 {row['p50_ms']:.1f} ms, p95 "
@@ -193,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ort-trt", action="store_true", help="also time ONNX Runtime's TensorRT EP (slow to build)")
     parser.add_argument("--cpu-sessions", type=int, nargs="+", default=[1, 2],
                         help="session counts for the CPU code-path check when no GPU is present")
+    parser.add_argument("--cpu-batches", type=int, nargs="+", default=[1, 2, 4, 8],
+                        help="batch sizes (= sessions) through the shared runner when no GPU is present")
     args = parser.parse_args(argv)
 
     from livedub.engines.lipsync.wav2lip_model import random_generator
@@ -210,14 +268,16 @@ def main(argv: list[str] | None = None) -> int:
         if not cuda:
             from livedub.engines.lipsync.backends import OrtRunner
 
-            print("GPU figures need a CUDA machine (torch sees no CUDA GPU here); running the batcher "
-                  "simulation on the CPU runner only (labelled CPU)")
+            print("GPU figures need a CUDA machine (torch sees no CUDA GPU here); running the shared runner "
+                  "on the CPU only (labelled CPU; GPU figures pending)")
             cpu = OrtRunner(onnx_path, ["CPUExecutionProvider"])
+            shared = shared_rows(cpu, args.cpu_batches, args.seconds, "CPU")
             rows, best = session_rows(cpu, args.cpu_sessions, 1.0, 8, args.deadline_ms, args.budget_ms, "CPU",
                                       stop_on_miss=False)
+            print(table(shared, ["device", "runtime", "batch", "shared_fps", "mean_batch", "direct_fps"]))
             print(table(rows, ["device", "sessions", "runtime", "frames", "p50_ms", "p95_ms", "mean_batch"]))
             path = write_results("gpu_lipsync", [], {
-                "mode": "cpu (no CUDA GPU: code path check only, not a GPU figure)",
+                "mode": "cpu (no CUDA GPU: code path check only, not a GPU figure)", "shared_runner": shared,
                 "sessions": rows, "max_sessions_within_budget": best, "budget_ms": args.budget_ms})
             print(f"written to {path}")
             return 0
@@ -226,14 +286,16 @@ def main(argv: list[str] | None = None) -> int:
         found = runners(onnx_path, max_batch, args.ort_trt)
         rows = throughput_rows(found, args.batches, args.seconds)
         fastest = max(found, key=lambda r: max(x["frames_per_s"] for x in rows if x["runtime"] == r.name))
+        shared = shared_rows(fastest, args.batches, args.seconds, gpu.get("gpu", "GPU"))
         sessions, best = session_rows(fastest, args.sessions, args.session_seconds, max_batch, args.deadline_ms,
                                       args.budget_ms, gpu.get("gpu", "GPU"))
     print()
     print(table(rows, ["runtime", "batch", "ms_p50", "ms_p95", "frames_per_s", "max_abs_err", "mean_abs_err"]))
+    print(table(shared, ["device", "runtime", "batch", "shared_fps", "mean_batch", "direct_fps"]))
     print(table(sessions, ["sessions", "runtime", "frames", "p50_ms", "p95_ms", "max_ms", "mean_batch"]))
     print(f"largest N holding p95 <= {args.budget_ms:g} ms: {best} sessions on {fastest.name} ({gpu.get('gpu')}, "
           f"driver {gpu.get('driver')}, TensorRT {gpu.get('tensorrt')})")
-    path = write_results("gpu_lipsync", rows, {"mode": "gpu", "sessions": sessions,
+    path = write_results("gpu_lipsync", rows, {"mode": "gpu", "shared_runner": shared, "sessions": sessions,
                                                 "max_sessions_within_budget": best, "budget_ms": args.budget_ms,
                                                 "deadline_ms": args.deadline_ms})
     print(f"written to {path}")

@@ -200,19 +200,28 @@ class ModelPool:
         return self._get(("wav2lip-onnx", str(checkpoint)), lambda: cached_onnx(checkpoint, self.settings.cache))
 
     def lip_engine(self, config: DubConfig, *, video: bool) -> LipEngine:
-        """A new engine for one session (engines keep per-speaker state such as the mouth bank)."""
+        """A new engine for one session (engines keep per-speaker state such as the mouth bank). A network's
+        model is opened once per process: every session's engine runs it through one shared `LipBatcher`."""
         name = config.lip_engine_name(video=video)
         if name == "wav2lip":
             if not config.checkpoint:
                 raise LivedubError("the wav2lip engine needs a checkpoint (wav2lip_gan.pth): --checkpoint or "
                                    "LIVEDUB_WAV2LIP")
-            from livedub.engines.lipsync.wav2lip import Wav2LipEngine
+            from livedub.engines.lipsync.wav2lip import Wav2LipEngine, open_runner
             from livedub.export.onnx_export import quantize_int8
 
-            return Wav2LipEngine(self.wav2lip_onnx(config.checkpoint), checkpoint=config.checkpoint,
-                                 pads=config.pads, int8=config.int8, backend=config.engine_backend,
-                                 plan_builder=lambda s, b: build_plan(s, b, self.settings.cache),
-                                 quantizer=quantize_int8, cache=self.settings.cache)
+            from .face.batcher import LipBatcher
+
+            onnx = self.wav2lip_onnx(config.checkpoint)
+
+            def shared_model() -> LipBatcher:
+                return LipBatcher(open_runner(onnx, checkpoint=config.checkpoint, int8=config.int8,
+                                              backend=config.engine_backend, quantizer=quantize_int8,
+                                              plan_builder=lambda s, b: build_plan(s, b, self.settings.cache),
+                                              cache=self.settings.cache))
+
+            batcher = self._get(("wav2lip-runner", str(onnx), config.engine_backend, config.int8), shared_model)
+            return Wav2LipEngine(onnx, runner=batcher.client(), pads=config.pads, batch_size=batcher.max_batch)
         if name == "exemplar":
             from livedub.engines.lipsync.exemplar import ExemplarEngine
             from livedub.engines.lipsync.exemplar_bank import MouthBank

@@ -99,13 +99,76 @@ def paste_mask(frame_shape: tuple[int, ...], face: Face, box: tuple[int, int, in
     return mask * (t * t * (3.0 - 2.0 * t))[:, None]
 
 
+def model_path(onnx_path: str | os.PathLike | None) -> Path:
+    """The generator's ONNX file, or one clear line saying what to pass."""
+    if onnx_path is None:
+        raise MissingModelError(
+            "Wav2Lip needs a model: pass --checkpoint wav2lip_gan.pth (or wav2lip.pth) from the "
+            "Wav2Lip authors, or an exported --onnx file; none is bundled or downloaded."
+        )
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise MissingModelError(f"{path}: no such ONNX file (export it with `livedub export`)")
+    return path
+
+
+class CalibratedInt8Runner:
+    """A static-int8 generator calibrated on the first batch it runs (the user's own face and speech) and cached
+    beside the fp32 model in `cache`; ONNX Runtime opens it on `providers` then."""
+
+    def __init__(self, onnx_path: Path, quantizer: Quantizer, providers: Sequence, threads: int | None = None,
+                 cache: Path | None = None):
+        self.onnx_path, self._quantizer = onnx_path, quantizer
+        self.providers, self.threads, self.cache = list(providers), threads, cache
+        self._runner: OrtRunner | None = None
+
+    @property
+    def name(self) -> str:
+        return self._runner.name if self._runner is not None else "ort-int8 (not calibrated yet)"
+
+    @property
+    def pads_batches(self) -> bool:
+        return self._runner.pads_batches if self._runner is not None else False
+
+    def run(self, mel: np.ndarray, face: np.ndarray) -> np.ndarray:
+        if self._runner is None:
+            self._runner = OrtRunner(self._int8_model(face, mel), self.providers, self.threads)
+        return self._runner.run(mel, face)
+
+    def _int8_model(self, faces: np.ndarray, mels: np.ndarray) -> Path:
+        target = cache_dir(self.cache) / "wav2lip" / f"{sha256_file(self.onnx_path)}.int8.onnx"
+        if not target.exists():
+            log.info("calibrating int8 Wav2Lip on %d face crops (once per model)", len(faces))
+            self._quantizer(self.onnx_path, target, faces, mels)
+        return target
+
+
+def open_runner(onnx_path: str | os.PathLike | None, *, checkpoint: str | os.PathLike | None = None,
+                providers: Sequence | None = None, backend: str = "auto", plan_builder: PlanBuilder | None = None,
+                quantizer: Quantizer | None = None, plan_path: str | os.PathLike | None = None, max_batch: int = 64,
+                int8: bool = False, threads: int | None = None, cache: Path | None = None) -> Runner:
+    """Where one Wav2Lip model runs (see `Wav2LipEngine` for the options). A ModelPool opens it once per
+    model and shares it between sessions; a standalone engine opens its own."""
+    path = model_path(onnx_path)
+    if int8:
+        if quantizer is None:
+            raise MissingModelError("int8 Wav2Lip needs a quantizer (the ModelPool passes export's)")
+        return CalibratedInt8Runner(path, quantizer, providers if providers is not None else default_providers(cache),
+                                    threads, cache)
+    if providers is not None:
+        return OrtRunner(path, providers, threads)
+    return select_backend(backend, onnx_path=path, checkpoint=checkpoint, plan_path=plan_path, threads=threads,
+                          max_batch=max_batch, plan_builder=plan_builder, cache=cache)
+
+
 class Wav2LipEngine:
     """`LipEngine` running an official Wav2Lip checkpoint (exported once to ONNX and cached) or an .onnx file.
 
     `backend` picks where the generator runs (see `backends.select_backend`: auto, tensorrt, ort-trt, ort-cuda,
     ort-cpu); explicit ORT `providers` bypass the choice. `int8=True` runs a static-int8 model calibrated on
     the first batch this engine renders (the user's own face and speech) and cached beside the fp32 model in
-    `cache` (`Settings.cache`); faster on CPUs, slightly less exact.
+    `cache` (`Settings.cache`); faster on CPUs, slightly less exact. A given `runner` (a ModelPool's client of
+    the model shared by every session) replaces all of these; the per-session drawing state stays here.
     """
 
     name = "wav2lip"
@@ -116,43 +179,33 @@ class Wav2LipEngine:
                  plan_path: str | os.PathLike | None = None, max_batch: int = 64, batch_size: int = 8,
                  pads: tuple[int, int, int, int] = (0, 10, 0, 0), int8: bool = False, colour_match: bool = True,
                  silence_db: float = -50.0, silence_margin: float = 0.2, threads: int | None = None,
-                 cache: Path | None = None):
-        if onnx_path is None:
-            raise MissingModelError(
-                "Wav2Lip needs a model: pass --checkpoint wav2lip_gan.pth (or wav2lip.pth) from the "
-                "Wav2Lip authors, or an exported --onnx file; none is bundled or downloaded."
-            )
-        self.onnx_path = Path(onnx_path)
-        if not self.onnx_path.is_file():
-            raise MissingModelError(f"{self.onnx_path}: no such ONNX file (export it with `livedub export`)")
+                 cache: Path | None = None, runner: Runner | None = None):
         self.batch_size = max(1, int(batch_size))
         self.pads = tuple(int(p) for p in pads)
         self.colour_match = colour_match
         self.silence_db = float(silence_db)
         self.silence_margin = max(float(silence_margin), 0.0)
         self._closer = VisemeEngine()  # closes the mouth in silence, no weights needed
-        self.threads = threads
-        self.cache = cache
         self.int8 = int8
-        if int8 and quantizer is None:
-            raise MissingModelError("int8 Wav2Lip needs a quantizer (the ModelPool passes export's)")
-        self._quantizer = quantizer
-        self._runner: Runner | None = None
-        if int8 or providers is not None:  # int8 opens once calibrated, on these providers
-            self.providers = list(providers) if providers is not None else default_providers(cache)
-            if not int8:
-                self._runner = OrtRunner(self.onnx_path, self.providers, threads)
-        else:
-            self._runner = select_backend(backend, onnx_path=self.onnx_path, checkpoint=checkpoint,
-                                          plan_path=plan_path, threads=threads,
-                                          max_batch=max(int(max_batch), self.batch_size), plan_builder=plan_builder,
-                                          cache=cache)
-            self.providers = list(getattr(self._runner, "providers", []))
+        if runner is None:  # this engine's own generator (a ModelPool passes one runner shared by sessions)
+            runner = open_runner(onnx_path, checkpoint=checkpoint, providers=providers, backend=backend,
+                                 plan_builder=plan_builder, quantizer=quantizer, plan_path=plan_path,
+                                 max_batch=max(int(max_batch), self.batch_size), int8=int8, threads=threads,
+                                 cache=cache)
+        self.onnx_path = Path(onnx_path) if onnx_path is not None else None
+        self._runner: Runner = runner
+        self.providers = list(getattr(runner, "providers", []))
 
     @property
     def backend(self) -> str:
         """Where the generator runs (tensorrt, ort-trt, ort-cuda, ort-cpu); int8 reports once opened."""
-        return self._runner.name if self._runner is not None else "ort-int8 (not calibrated yet)"
+        return self._runner.name
+
+    def close(self) -> None:
+        """Release the runner: a shared one's client drops this session's waiting frames (others go on)."""
+        closer = getattr(self._runner, "close", None)
+        if callable(closer):
+            closer()
 
     # -- LipEngine ---------------------------------------------------------------------------------
 
@@ -198,8 +251,6 @@ class Wav2LipEngine:
         return box, crop, mel_window_from(audio, time_start(t))
 
     def _infer(self, mels: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        if self._runner is None:
-            self._runner = OrtRunner(self._int8_model(faces, mels), self.providers, self.threads)
         outs = []
         for a in range(0, len(faces), self.batch_size):
             m, f = mels[a : a + self.batch_size], faces[a : a + self.batch_size]
@@ -209,13 +260,6 @@ class Wav2LipEngine:
                 f = np.concatenate([f, np.repeat(f[-1:], self.batch_size - n, axis=0)])
             outs.append(self._runner.run(m, f)[:n])
         return np.concatenate(outs).astype(np.float32, copy=False)
-
-    def _int8_model(self, faces: np.ndarray, mels: np.ndarray) -> Path:
-        target = cache_dir(self.cache) / "wav2lip" / f"{sha256_file(self.onnx_path)}.int8.onnx"
-        if not target.exists():
-            log.info("calibrating int8 Wav2Lip on %d face crops (once per model)", len(faces))
-            self._quantizer(self.onnx_path, target, faces, mels)
-        return target
 
     def _paste(self, frame: np.ndarray, face: Face, box: tuple[int, int, int, int], pred: np.ndarray):
         x1, y1, x2, y2 = box

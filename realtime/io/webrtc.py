@@ -28,11 +28,28 @@ from .tracks import StreamClock
 
 log = logging.getLogger("livedub.webrtc")
 
+# The datachannel protocol, for any client (the page is one): UTF-8 JSON objects, each with "v": PROTOCOL and
+# a "type". Server → peer: "hello" (session, target, source, engine, protocol), "word", "partial", "sentence",
+# "language" (captions; `DubSession` events, with "now" on the session clock), "stats" (once a second),
+# "ack" (of a control message), "pong", "error" (text), and "going_away" (reason, reconnect: true): the node
+# is shutting down and ends this call right after; connect again through the same address (the balancer
+# sends you to another node). Peer → server: "set_target" (language), "mute" (muted), "set_engine"
+# (engine), "ping". Fields are only ever added; a client ignores types and fields it does not know.
+# Load and backpressure, server → peer: "send_less" (max_fps, max_width: null or pixels) — the node is at its
+# measured capacity and takes one more call only if its callers send less: cap the camera's sending frame
+# rate and width (the page: RTCRtpSender.setParameters, maxFramerate / scaleResolutionDownBy); "send_full"
+# (max_fps, max_width) — there is room again, send as the camera gives; "slow" (behind: true, buffered_bytes,
+# shed) — this peer's connection is not taking messages: captions, stats and replies are skipped (counted in
+# "shed") until it catches up, then "slow" (behind: false, shed) once.
 PROTOCOL = 1  # "v" of every datachannel message
+GOING_AWAY_FLUSH_S = 0.5  # time for a "going_away" message to leave before the connection closes
 CHANNEL = "livedub"  # the datachannel label the page opens
 MAX_MESSAGE = 4096  # bytes of one control message
 SCALE_DOWN_DROP = 0.3  # outgoing frames the encoder could not take, above which a big stream is scaled down
 SCALED_WIDTH = 640  # ... to this width
+MAX_BUFFERED = 64 * 1024  # bytes waiting on a peer's datachannel past which captions, stats and replies are shed
+# sent even past it: said by the server once per change, so a peer cannot make them pile up
+KEPT_WHEN_SLOW = frozenset({"hello", "going_away", "send_less", "send_full"})
 
 
 def message(type_: str, **fields: object) -> str:
@@ -66,6 +83,10 @@ class PeerSession:
         self.closed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._scale_width: int | None = None
+        self.max_buffered = MAX_BUFFERED
+        self.messages_shed = 0  # messages not sent because the peer's connection was not taking them
+        self.behind = False  # shedding now ("slow" said)
+        self._asked: tuple[str, dict] | None = None  # the sending quality asked for (said when the channel opens)
         self._closing = False
         self.reason = ""
         pc.on("track", self._on_track)
@@ -109,6 +130,14 @@ class PeerSession:
         session = self.session
         self.send("hello", session=self.name, target=session.config.target, source=session.config.source,
                   engine=session.config.lip_engine_name(video=True), protocol=PROTOCOL)
+        if self._asked is not None:
+            self.send(self._asked[0], **self._asked[1])
+
+    def ask_to_send(self, type_: str, *, max_fps: int, max_width: int | None) -> None:
+        """Ask the peer to cap what it sends ("send_less") or lift the cap ("send_full"): now if its datachannel
+        is open, else when it opens."""
+        self._asked = (type_, {"max_fps": max_fps, "max_width": max_width})
+        self.send(type_, max_fps=max_fps, max_width=max_width)
 
     async def _on_state(self) -> None:
         state = self.pc.connectionState
@@ -134,10 +163,29 @@ class PeerSession:
     # -- captions and control -----------------------------------------------------------------------
 
     def send(self, type_: str, **fields: object) -> None:
+        """One message to the peer. A peer whose connection stalls cannot grow the server's memory: past
+        `max_buffered` bytes waiting, captions, stats and replies are shed (counted) and the peer is told
+        ("slow")."""
         channel = self.channel
-        if channel is not None and channel.readyState == "open":
-            with contextlib.suppress(Exception):  # the transport closed under us: the watcher ends the peer
-                channel.send(message(type_, **fields))
+        if channel is None or channel.readyState != "open":
+            return
+        waiting = channel.bufferedAmount
+        out: list[str] = []
+        if waiting > self.max_buffered and type_ not in KEPT_WHEN_SLOW:
+            self.messages_shed += 1
+            if not self.behind:
+                self.behind = True
+                log.info("%s: the connection is not taking messages (%d bytes waiting): shedding captions, "
+                         "stats and replies", self.name, waiting)
+                out.append(message("slow", behind=True, buffered_bytes=waiting, shed=self.messages_shed))
+        else:
+            if self.behind and waiting <= self.max_buffered // 2:
+                self.behind = False
+                out.append(message("slow", behind=False, shed=self.messages_shed))
+            out.append(message(type_, **fields))
+        with contextlib.suppress(Exception):  # the transport closed under us: the watcher ends the peer
+            for text in out:
+                channel.send(text)
 
     async def _forward_events(self) -> None:
         async for event in self.session.events():
@@ -195,6 +243,7 @@ class PeerSession:
             dropped_frames={"before_lipsync": self.video.inbound.dropped,
                             "before_encoder": self.video_out.frames.dropped},
             frames_out=self.video_out.frames.delivered,
+            messages_shed=self.messages_shed,
             **delay,
         )
         return stats
@@ -223,6 +272,12 @@ class PeerSession:
                 return
 
     # -- tear-down ----------------------------------------------------------------------------------
+
+    async def going_away(self, reason: str) -> None:
+        """Tell the peer this node is shutting down (it may reconnect elsewhere), then end the call."""
+        self.send("going_away", reason=reason, reconnect=True)
+        await asyncio.sleep(GOING_AWAY_FLUSH_S)  # the SCTP send is queued: let it go out before closing
+        await self.close(f"going away: {reason}")
 
     async def close(self, reason: str = "closed") -> None:
         """End the call and free the session (idempotent)."""
@@ -273,3 +328,21 @@ def offer_loopback_candidates() -> None:
 
     aioice.ice.get_host_addresses = with_loopback
     _loopback_installed = True
+
+
+def announce_address(sdp: str, address: str) -> str:
+    """An answer's SDP with every host ICE candidate (and connection line) carrying `address` instead of the
+    local one: a node behind 1:1 NAT (a cloud VM, a container with published UDP ports) announces its public
+    address; the ports stay those the node listens on. Other candidate types are left as they are."""
+    version = "IP6" if ":" in address else "IP4"
+    lines = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=candidate:"):
+            words = line.split(" ")
+            if len(words) > 7 and words[6] == "typ" and words[7] == "host":
+                words[4] = address
+                line = " ".join(words)
+        elif line.startswith("c=IN "):
+            line = f"c=IN {version} {address}"
+        lines.append(line)
+    return "\r\n".join(lines)

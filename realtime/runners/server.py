@@ -4,7 +4,9 @@ Routes: `/` (the page, no build step), `/static/NAME` (its script and style, rea
 request names reaches the filesystem), `POST /offer` (aiortc's `{"sdp", "type"}` signalling, plus optional
 `"to"`, `"from"`, `"engine"`), `/health` and `/stats` (JSON for operators). Bound to a loopback address it
 serves anyone on this machine; on any other address a token is required on the page and on `/offer`
-(`?token=` or `Authorization: Bearer`).
+(`?token=` or `Authorization: Bearer`). Behind a load balancer: `agent_port` answers HAProxy's agent check
+from `capacity()` (agent.py), `drain()` stops it taking calls before it stops, `public_address` is the address
+its ICE candidates announce.
 """
 
 from __future__ import annotations
@@ -26,17 +28,30 @@ from livedub.engines.errors import LivedubError
 
 from ..clock import WallClock
 from ..config import LIP_ENGINES, DubConfig
-from ..io.webrtc import PeerSession, offer_loopback_candidates
+from ..io.webrtc import PeerSession, announce_address, offer_loopback_candidates
 from ..pool import ModelPool
 from ..session import DubSession
-from .capacity import DRAINING, Capacity, capacity
+from .agent import AgentCheck
+from .capacity import (
+    DRAINING,
+    FULL_QUALITY,
+    REDUCED,
+    RESTORE_RESERVE,
+    Capacity,
+    Quality,
+    all_fit_at_full,
+    capacity,
+)
+from .headroom import MIN_FRAMES, Headroom, Reading, measure_warm_up, model_busy_seconds
 
 log = logging.getLogger("livedub.server")
 
 WEB = Path(__file__).parent.parent / "web"  # realtime/web: the page it serves
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+DRAIN_POLL_S = 0.2  # how often a draining server looks whether its last call has ended
 MAX_REQUEST = 64 * 1024  # bytes of any request body (an SDP offer is ~5 KB)
 MAX_SDP = 32 * 1024
+LOAD_CHECK_S = 2.0  # how often the running calls' measured load is checked against the budget
 CAMERA_FPS = 30.0  # what browsers send by default; the tracker's smoothing is tuned per frame
 # The target languages the page offers (realtime/web/app.js LANGUAGES): their translators load at start.
 PAGE_LANGUAGES = ("en", "es", "pt", "de", "fr", "it", "nl", "ca", "gl", "ja", "zh")
@@ -59,7 +74,9 @@ class DubServer:
     """The aiohttp application and the peers it serves."""
 
     def __init__(self, config: DubConfig, pool: ModelPool, *, host: str = "127.0.0.1", port: int = 8080,
-                 token: str | None = None, max_sessions: int = 4, idle_timeout: float = 15.0):
+                 token: str | None = None, max_sessions: int = 4, idle_timeout: float = 15.0,
+                 agent_port: int | None = None, agent_host: str = "127.0.0.1", public_address: str | None = None,
+                 headroom: Headroom | None = None):
         if max_sessions < 1:
             raise LivedubError("--max-sessions must be at least 1")
         self.config = config
@@ -71,6 +88,11 @@ class DubServer:
         self.token = token if token else (None if self.loopback else secrets.token_urlsafe(18))
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
+        # what one call costs here (measured at warm-up, then from the calls; or given) and the quality the
+        # callers are asked to send at: reduced while one more call fits only that way
+        self.headroom = headroom or Headroom()
+        self.quality: Quality = FULL_QUALITY
+        self._load_task: asyncio.Task | None = None
         self.peers: dict[str, PeerSession] = {}
         self._starting = 0  # offers being answered (not yet in `peers`)
         self.draining = False  # stopping: takes no new calls
@@ -78,6 +100,10 @@ class DubServer:
         self._names = itertools.count(1)
         self._files = {name: (WEB / name).read_bytes() for name in ("index.html", *STATIC)}
         self._runner: web.AppRunner | None = None
+        # HAProxy's agent check (None: not answered); `public_address`: the ICE address peers are given
+        self.agent = AgentCheck(self._agent_report, host=agent_host, port=agent_port) if agent_port is not None else None
+        self.public_address = public_address
+        self._stopping = False
         self.app = web.Application(client_max_size=MAX_REQUEST)
         self.app.router.add_get("/", self.page)
         self.app.router.add_get("/static/{name}", self.static)
@@ -105,6 +131,14 @@ class DubServer:
             raise LivedubError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
         if self.port == 0:  # an ephemeral port (tests): say which one we got
             self.port = self._runner.addresses[0][1]
+        if self.agent is not None:
+            try:
+                await self.agent.start()
+            except LivedubError:
+                await self._runner.cleanup()
+                self._runner = None
+                raise
+        self._load_task = asyncio.create_task(self._follow_load(), name="server-load")
 
     async def warm(self) -> None:
         """Start and end one session before serving: every model (whisper, the translator, the live voice, the
@@ -112,6 +146,7 @@ class DubServer:
         session = DubSession(self.config, self.pool, WallClock(), fps=CAMERA_FPS, video=True, name="warm-up")
         try:
             await session.start()
+            self.headroom.warmed(await measure_warm_up(session, self.pool))
         finally:
             await session.aclose()
         for note in session.notes:
@@ -125,11 +160,39 @@ class DubServer:
                  time.perf_counter() - started, "; ".join(routes))
 
     async def stop(self) -> None:
+        self._stopping = True  # the agent says "down" from here on
+        if self._load_task is not None:
+            self._load_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._load_task
+            self._load_task = None
         await asyncio.gather(*(peer.close("server stopping") for peer in list(self.peers.values())),
                              return_exceptions=True)
+        if self.agent is not None:
+            await self.agent.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def drain(self, timeout: float) -> int:
+        """Stop taking calls (`/offer` answers 503, the agent check says `drain`), let the running calls end on
+        their own for up to `timeout` seconds, then tell the peers still here that the node is going away and
+        end their calls. Returns how many calls were ended that way."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self.peers or self._starting) and loop.time() < deadline:
+            await asyncio.sleep(min(DRAIN_POLL_S, max(deadline - loop.time(), 0.0)))
+        remaining = list(self.peers.values())
+        await asyncio.gather(*(peer.going_away(f"the server is stopping (drain timeout, {timeout:g} s)")
+                               for peer in remaining), return_exceptions=True)
+        return len(remaining)
+
+    def _agent_report(self) -> Capacity | None:
+        """What the agent check answers from: the capacity, or None once the node cannot serve."""
+        if self._stopping or self._runner is None:
+            return None
+        return self.capacity()
 
     # -- access -------------------------------------------------------------------------------------
 
@@ -160,7 +223,27 @@ class DubServer:
 
     def capacity(self) -> Capacity:
         """What this node can still take (offers being answered count as sessions)."""
-        return capacity(len(self.peers) + self._starting, self.max_sessions, draining=self.draining)
+        peers = list(self.peers.values())
+        stages = [s.latency.summary().get("video") for s in (p.session for p in peers)]
+        self.headroom.observe(Reading(time.monotonic(), model_busy_seconds(self.pool.busy_seconds()), len(peers)),
+                              [s["p50_ms"] / 1000 for s in stages if s and s["n"] >= MIN_FRAMES])
+        return capacity(len(peers) + self._starting, self.max_sessions, draining=self.draining,
+                        cost=self.headroom.cost(), cores=self.headroom.cores)
+
+    def _ask_quality(self, quality: Quality) -> None:
+        """Ask every caller to send at `quality` (`send_less` / `send_full` on their datachannels); callers
+        who join meanwhile are asked when their datachannel opens."""
+        if quality == self.quality:
+            return
+        self.quality = quality
+        log.info("asking %d caller(s) to send at %s quality (%d fps, width ≤ %s)", len(self.peers), quality.name,
+                 quality.max_fps, quality.max_width or "any")
+        for peer in list(self.peers.values()):
+            self._ask(peer)
+
+    def _ask(self, peer: PeerSession) -> None:
+        kind = "send_full" if self.quality == FULL_QUALITY else "send_less"
+        peer.ask_to_send(kind, max_fps=self.quality.max_fps, max_width=self.quality.max_width)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "sessions": len(self.peers), "max_sessions": self.max_sessions,
@@ -214,6 +297,8 @@ class DubServer:
         if not room.sessions_more:
             return _error(503, f"server full: {room.sessions} session{'s' if room.sessions > 1 else ''} "
                                "already running; try again when one ends")
+        if room.reduced:  # one more fits only if the running callers send less: ask them first
+            self._ask_quality(REDUCED)
         self._starting += 1  # counted at once: concurrent offers cannot overshoot the cap
         try:
             problem = await self._translation_problem(config)
@@ -265,6 +350,8 @@ class DubServer:
         session = DubSession(config, self.pool, WallClock(), fps=CAMERA_FPS, video=True, name=name)
         peer = PeerSession(pc, session, name=name, idle_timeout=self.idle_timeout, on_closed=self._forget)
         self.peers[name] = peer
+        if self.quality != FULL_QUALITY:
+            self._ask(peer)
         try:
             answer = await peer.answer(sdp, "offer")
         except LivedubError as exc:
@@ -274,6 +361,8 @@ class DubServer:
             await peer.close("bad offer")
             log.info("%s: bad offer: %r", name, exc)
             return _error(400, f"malformed SDP offer ({type(exc).__name__}: {exc})")
+        if self.public_address:
+            answer["sdp"] = announce_address(answer["sdp"], self.public_address)
         self.served += 1
         log.info("%s: connected (%s → %s, %s)", name, config.source or "auto", config.target,
                  config.lip_engine_name(video=True))
@@ -281,6 +370,26 @@ class DubServer:
 
     def _forget(self, peer: PeerSession) -> None:
         self.peers.pop(peer.name, None)
+        self._settle_quality()
+
+    async def _follow_load(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_CHECK_S)
+            self._settle_quality()
+
+    def _settle_quality(self) -> None:
+        """Calls over the measured budget at full quality are asked to send less (every call at a stated lower
+        frame rate, rather than every call's frames late); once they fit at full quality with room to spare
+        (`RESTORE_RESERVE`: at 15 fps a frame measures cheaper, the cores being less contended), they are told
+        to send as their cameras give again."""
+        room = self.capacity()  # takes the calls' readings
+        cost, cores = self.headroom.cost(), self.headroom.cores
+        if self.draining or not room.sessions or cost is None:
+            return
+        if self.quality == FULL_QUALITY and not all_fit_at_full(room.sessions, cost, cores):
+            self._ask_quality(REDUCED)
+        elif self.quality != FULL_QUALITY and all_fit_at_full(room.sessions, cost, cores, reserve=RESTORE_RESERVE):
+            self._ask_quality(FULL_QUALITY)
 
 
 def _sdp_problem(sdp: str) -> str:

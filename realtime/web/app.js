@@ -11,7 +11,7 @@ const token = new URLSearchParams(location.search).get("token");
 // What a web app embedding this page (or a test) can read: the streams, the events, the state.
 const livedub = window.livedub = {
   state: "idle", events: [], sentences: [], words: [], stats: null, error: null,
-  selfStream: null, translatedStream: null, pc: null, channel: null,
+  selfStream: null, translatedStream: null, pc: null, channel: null, sending: null,
   start, stop, send,
 };
 
@@ -106,6 +106,7 @@ async function start() {
   for (const track of stream.getTracks()) pc.addTrack(track, stream);
   const channel = livedub.channel = pc.createDataChannel("livedub");
   channel.onmessage = (ev) => onMessage(ev.data);
+  channel.onclose = () => { if (pc === livedub.pc && livedub.state === "connected") moveCall("The server ended the call."); };
   pc.onconnectionstatechange = () => onConnection(pc);
 
   setStatus("Connecting…");
@@ -146,13 +147,43 @@ function onConnection(pc) {
     livedub.state = "connected";
     clearError();
     setStatus("Connected. Speak: your translated face appears on the right, about a second behind.");
+    if (moveTries) {
+      livedub.moves += 1;
+      moveTries = 0;
+      setStatus("Reconnected (to another server). Speak: your translated face appears on the right.");
+    }
   } else if (state === "failed") {
-    fail("Connection lost. Retry to call again.", "lost");
+    moveCall("The connection to the server was lost.");
   } else if (state === "disconnected") {
     setStatus("Connection interrupted, waiting for it to come back…");
-    lostTimer = setTimeout(() => { if (pc.connectionState !== "connected") fail("Connection lost. Retry to call again.", "lost"); }, 8000);
+    lostTimer = setTimeout(() => { if (pc.connectionState !== "connected") moveCall("The connection to the server was lost."); }, 8000);
   }
 }
+
+// A call whose server goes away (it is stopping and said "going_away", or it died) moves: the page offers
+// again to the same address, where the load balancer picks another server. A few tries, further apart each
+// time, without reloading the page; then the Retry button.
+const MOVE_DELAYS_MS = [500, 1500, 3000, 6000, 10000];
+let moveTimer = null, moveTries = 0;
+livedub.moves = 0;  // calls moved to another server so far
+
+function moveCall(why) {
+  if (moveTimer !== null) return;
+  if (moveTries >= MOVE_DELAYS_MS.length) {
+    moveTries = 0;
+    fail(`${why} Reconnecting did not work: Retry to call again.`, "lost");
+    return;
+  }
+  const delay = MOVE_DELAYS_MS[moveTries++];
+  const notice = `${why} Reconnecting to another server (try ${moveTries} of ${MOVE_DELAYS_MS.length})…`;
+  stop().then(() => { livedub.state = "reconnecting"; showError(notice, false); setStatus("Reconnecting…"); });
+  moveTimer = setTimeout(async () => {
+    try { await start(); } finally { moveTimer = null; }
+    if (livedub.state !== "starting" && livedub.state !== "connected") moveCall(why);
+  }, delay);
+}
+
+function cancelMove() { clearTimeout(moveTimer); moveTimer = null; moveTries = 0; }
 
 function send(type, fields) {
   const channel = livedub.channel;
@@ -194,6 +225,40 @@ function onMessage(data) {
     case "error":
       setStatus(`Server: ${msg.text}`);
       break;
+    case "going_away":
+      moveCall("This server is shutting down.");
+      break;
+    case "send_less":
+    case "send_full":
+      sendAt(msg);
+      break;
+    case "slow":
+      if (msg.behind) setStatus("Your connection is falling behind: captions are skipped until it catches up.");
+      break;
+  }
+}
+
+// The server at its capacity asks callers to send less (or lifts that): cap the camera's sending frame rate
+// and width on the video sender (RTCRtpSender.setParameters on the parameters getParameters gave).
+async function sendAt(msg) {
+  const pc = livedub.pc;
+  const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === "video");
+  if (!sender) return;
+  const params = sender.getParameters();
+  if (!params.encodings || !params.encodings.length) return;
+  const width = sender.track.getSettings().width || 0;
+  const less = msg.type === "send_less";
+  for (const encoding of params.encodings) {
+    if (less && msg.max_fps) encoding.maxFramerate = msg.max_fps;
+    else delete encoding.maxFramerate;
+    encoding.scaleResolutionDownBy = less && msg.max_width && width > msg.max_width ? width / msg.max_width : 1;
+  }
+  try {
+    await sender.setParameters(params);
+    livedub.sending = { max_fps: less ? msg.max_fps : null, max_width: less ? msg.max_width : null };
+    if (less) setStatus(`The server is busy: sending at most ${msg.max_fps} frames a second to make room.`);
+  } catch (e) {
+    livedub.sending = { error: e.message || e.name };
   }
 }
 
@@ -227,9 +292,9 @@ async function stop() {
   setStatus("Stopped.");
 }
 
-$("start").onclick = start;
-$("stop").onclick = stop;
-$("retry").onclick = start;
+$("start").onclick = () => { cancelMove(); start(); };
+$("stop").onclick = () => { cancelMove(); stop(); };
+$("retry").onclick = () => { cancelMove(); start(); };
 $("to").onchange = () => send("set_target", { language: $("to").value });
 $("engine").onchange = () => send("set_engine", { engine: $("engine").value });
 $("mute").onchange = () => send("mute", { muted: $("mute").checked });
