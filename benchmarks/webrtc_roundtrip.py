@@ -12,19 +12,31 @@ Usage: python benchmarks/webrtc_roundtrip.py [--seconds 20] [--engine viseme]
 from __future__ import annotations
 
 import argparse
+import json
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
 from common import table, write_results  # noqa: E402
 
 from livedub.engines.metrics import percentile  # noqa: E402
+
+# Debian's chromium with fake devices, as DESIGN.md's recipe says (Playwright gives each launch a fresh profile)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 # the camera: the face image with a counter; the microphone: Chromium's fake one (the speech file)
 CAMERA_JS = """
@@ -85,16 +97,20 @@ CAMERA_JS = """
 """
 
 
-def run_case(p, srv, face_b64: str, w: int, h: int, codec: str, peers: int, seconds: float, flags: list[str]) -> dict:
-    from webrtc_helpers import http, launch_chromium
+def stats(base: str) -> dict:
+    with urllib.request.urlopen(base + "stats", timeout=30) as r:
+        return json.load(r)
 
-    browser = launch_chromium(p, *flags)
+
+def run_case(p, base: str, face_b64: str, w: int, h: int, codec: str, peers: int, seconds: float,
+             flags: list[str]) -> dict:
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_FLAGS, *flags])
     pages = []
     try:
         for _ in range(peers):
             page = browser.new_page()
             page.add_init_script(CAMERA_JS % {"w": w, "h": h, "codec": codec, "face": face_b64})
-            page.goto(srv.base)
+            page.goto(base)
             page.click("#start")
             page.wait_for_function("() => livedub.state === 'connected' && livedub.translatedStream.getTracks().length",
                                    timeout=90_000)
@@ -106,30 +122,47 @@ def run_case(p, srv, face_b64: str, w: int, h: int, codec: str, peers: int, seco
         time.sleep(seconds)
         rtts = [x for page in pages for x in page.evaluate("() => window.__rtt")]
         sizes = [x for page in pages for x in page.evaluate("() => window.__sizes")]
-        stats = http(srv.base + "stats")[1]
+        now = stats(base)
     finally:
         browser.close()
-    _wait_sessions(srv, 0)
+    _wait_sessions(base, 0)
     frames_per_s = len(rtts) / seconds / peers
-    onset = stats["stages"].get("onset", {})
-    delay = max((pe["audio_delay_ms"] for pe in stats["peers"]), default=0.0)
+    onset = now["stages"].get("onset", {})
+    delay = max((pe["audio_delay_ms"] for pe in now["peers"]), default=0.0)
     return {
         "input": f"{w}x{h}", "codec": codec, "peers": peers,
         "rtt_p50_ms": percentile(rtts, 50), "rtt_p95_ms": percentile(rtts, 95), "rtt_max_ms": max(rtts, default=None),
         "fps_back": round(frames_per_s, 1), "width_back": int(np.median(sizes)) if sizes else None,
-        "server_frame_p95_ms": stats["stages"].get("video", {}).get("p95_ms"),
-        "dropped": stats["dropped_frames"],
+        "server_frame_p95_ms": now["stages"].get("video", {}).get("p95_ms"),
+        "dropped": now["dropped_frames"],
         "onset_p50_s": (onset["p50_ms"] + delay) / 1000 if onset else None,
         "onset_p95_s": (onset["p95_ms"] + delay) / 1000 if onset else None,
     }
 
 
-def _wait_sessions(srv, n: int, timeout: float = 30.0) -> None:
-    from webrtc_helpers import http
-
+def _wait_sessions(base: str, n: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while http(srv.base + "stats")[1]["sessions"] != n and time.monotonic() < deadline:
+    while stats(base)["sessions"] != n and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+def serve(engine: str, max_sessions: int, log: Path) -> tuple[subprocess.Popen, str]:
+    """`livedub serve` in its own process, as users run it (its output in `log`); returns once it says its
+    models are warm."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "livedub.realtime.cli", "serve", "--port", str(port), "--to", "es", "--from", "en",
+           "--engine", engine, "--max-sessions", str(max_sessions)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if "livedub: open " in log.read_text(errors="replace"):
+            return proc, f"http://127.0.0.1:{port}/"
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"livedub serve did not start; see {log}")
 
 
 def main() -> None:
@@ -137,39 +170,34 @@ def main() -> None:
 
     import cv2
     from playwright.sync_api import sync_playwright
-    from webrtc_helpers import ServerThread, face_frame, write_wav16
 
-    from livedub.engines.audio import OUTPUT_RATE
-    from livedub.engines.settings import Settings
+    from livedub.engines.audio import OUTPUT_RATE, write_wav
     from livedub.engines.tts.sample_speech import two_phrases
-    from livedub.realtime.config import DubConfig
-    from livedub.realtime.pool import ModelPool
+    from livedub.realtime.runners.headroom import face_frames
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per row")
     ap.add_argument("--engine", default="viseme", choices=("viseme", "exemplar"))
     args = ap.parse_args()
 
-    config = DubConfig(target="es", source="en", engine=args.engine, settings=Settings())
-    pool = ModelPool(config.settings)
     tmp = Path(tempfile.mkdtemp(prefix="livedub-webrtc-bench-"))
-    speech = write_wav16(tmp / "speech.wav", two_phrases(OUTPUT_RATE), OUTPUT_RATE)
+    speech = tmp / "speech.wav"
+    write_wav(speech, two_phrases(OUTPUT_RATE), OUTPUT_RATE)
     flags = [f"--use-file-for-fake-audio-capture={speech}"]
-    srv = ServerThread(config, pool, max_sessions=2)
-    srv.call(srv.server.warm(), timeout=300)
+    server, base = serve(args.engine, max_sessions=2, log=tmp / "serve.log")
     rows = []
     try:
         with sync_playwright() as p:
             for w, h, codec, peers in ((640, 480, "VP8", 1), (640, 480, "H264", 1), (640, 480, "VP8", 2),
                                        (1280, 720, "VP8", 1)):
-                ok, jpg = cv2.imencode(".jpg", face_frame((w, h)))
-                row = run_case(p, srv, base64.b64encode(jpg.tobytes()).decode(), w, h, codec, peers,
+                ok, jpg = cv2.imencode(".jpg", face_frames((w, h), 1)[0])
+                row = run_case(p, base, base64.b64encode(jpg.tobytes()).decode(), w, h, codec, peers,
                                args.seconds, flags)
                 print(row, flush=True)
                 rows.append(row)
     finally:
-        srv.close()
-        pool.close()
+        server.terminate()  # SIGTERM: the node drains (no calls left) and exits
+        server.wait(60)
     columns = ["input", "codec", "peers", "rtt_p50_ms", "rtt_p95_ms", "rtt_max_ms", "fps_back", "width_back",
                "server_frame_p95_ms", "dropped", "onset_p50_s", "onset_p95_s"]
     print(table(rows, columns))

@@ -8,7 +8,6 @@ import json
 import threading
 import urllib.error
 import urllib.request
-import wave
 from functools import cache
 from pathlib import Path
 
@@ -117,11 +116,9 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
 
 def write_wav16(path: Path, pcm: np.ndarray, rate: int) -> Path:
     """Mono float32 → 16-bit PCM WAV (Chromium's fake microphone format; it loops the file)."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(pcm, -1, 1) * 32767).astype(np.int16).tobytes())
+    from livedub.engines.audio import write_wav
+
+    write_wav(path, pcm, rate)
     return path
 
 
