@@ -399,3 +399,39 @@ def test_the_page_moves_its_call_to_another_node_when_its_node_drains(cluster):
         finally:
             browser.close()
     assert "shutting down" in notice and "Reconnecting" in notice, notice
+
+
+@pytest.mark.slow
+def test_the_page_moves_its_call_when_its_node_dies(cluster):
+    """SIGKILL to the page's node mid-call: no "going_away" comes, but the server's once-a-second messages
+    stop, and the page moves the call through HAProxy to the other node within seconds, without reloading."""
+    from playwright.sync_api import sync_playwright
+    from webrtc_helpers import launch_chromium
+
+    cluster.ensure()
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page()
+            page.goto(cluster.base)
+            page.evaluate("() => { window.__same_page = true; }")
+            page.click("#start")
+            page.wait_for_function("() => livedub.state === 'connected' && livedub.stats !== null", timeout=60_000)
+            (first,) = [n for n in (cluster.a, cluster.b) if n.stats()["sessions"] == 1]
+            (other,) = [n for n in (cluster.a, cluster.b) if n is not first]
+            first.proc.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            page.wait_for_function("() => livedub.state === 'reconnecting'", timeout=30_000)
+            noticed_s = time.monotonic() - killed
+            notice = page.inner_text("#error-text")
+            page.wait_for_function("() => livedub.moves === 1 && livedub.state === 'connected'", timeout=60_000)
+            moved_s = time.monotonic() - killed
+            assert page.evaluate("() => window.__same_page === true"), "the page must not reload"
+            assert other.stats()["sessions"] == 1, "the call must now be on the other node"
+            page.click("#stop")
+        finally:
+            browser.close()
+    print(f"the page noticed its node's death in {noticed_s:.1f} s and was connected again {moved_s:.1f} s after it")
+    assert "stopped answering" in notice or "lost" in notice, notice
+    # 4 s of silence (SILENT_MS in app.js) + the 1 s check: the browser's own ICE timers take far longer
+    assert noticed_s < ROUTING_S, f"the page took {noticed_s:.1f} s to notice"

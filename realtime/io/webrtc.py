@@ -30,7 +30,8 @@ log = logging.getLogger("livedub.webrtc")
 
 # The datachannel protocol, for any client (the page is one): UTF-8 JSON objects, each with "v": PROTOCOL and
 # a "type". Server → peer: "hello" (session, target, source, engine, protocol), "word", "partial", "sentence",
-# "language" (captions; `DubSession` events, with "now" on the session clock), "stats" (once a second),
+# "language" (captions; `DubSession` events, with "now" on the session clock), "stats" (once a second: a
+# client that hears nothing for a few seconds, and was not told "slow", can take the node as gone and connect again),
 # "ack" (of a control message), "pong", "error" (text), and "going_away" (reason, reconnect: true): the node
 # is shutting down and ends this call right after; connect again through the same address (the balancer
 # sends you to another node). Peer → server: "set_target" (language), "mute" (muted), "set_engine"

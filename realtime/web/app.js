@@ -100,6 +100,7 @@ async function start() {
   $("self").srcObject = stream;
   listDevices();
 
+  lastHeard = 0; behind = false;  // a new call: silent until its server first speaks
   const pc = livedub.pc = new RTCPeerConnection();
   const translated = livedub.translatedStream = new MediaStream();
   pc.ontrack = (ev) => { translated.addTrack(ev.track); $("translated").srcObject = translated; };
@@ -185,6 +186,16 @@ function moveCall(why) {
 
 function cancelMove() { clearTimeout(moveTimer); moveTimer = null; moveTries = 0; }
 
+// The server says something at least once a second ("stats"): silence for SILENT_MS while connected means it
+// died (killed, or its machine or network went), long before the browser's own ICE timers notice. A server
+// that said "slow" (this page's connection is behind) may be quiet on purpose: not counted then.
+const SILENT_MS = 4000;
+let lastHeard = 0, behind = false;
+setInterval(() => {
+  if (livedub.state === "connected" && lastHeard && !behind && performance.now() - lastHeard > SILENT_MS)
+    moveCall("The server stopped answering.");
+}, 1000);
+
 function send(type, fields) {
   const channel = livedub.channel;
   if (!channel || channel.readyState !== "open") return false;
@@ -196,7 +207,7 @@ function onMessage(data) {
   let msg;
   try { msg = JSON.parse(data); } catch (e) { return; }
   if (msg.v !== PROTOCOL) return;
-  msg.received = performance.now();
+  msg.received = lastHeard = performance.now();
   livedub.events.push(msg);
   if (livedub.events.length > 2000) livedub.events.splice(0, 1000);
   switch (msg.type) {
@@ -233,6 +244,7 @@ function onMessage(data) {
       sendAt(msg);
       break;
     case "slow":
+      behind = msg.behind;
       if (msg.behind) setStatus("Your connection is falling behind: captions are skipped until it catches up.");
       break;
   }
