@@ -36,6 +36,8 @@ from livedub.engines.metrics import percentile  # noqa: E402
 FPS = 30.0
 
 
+MAX_DROPPED = 0.01  # share of a camera's frames a session may drop and still count as keeping up
+
 def _inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return (rng.uniform(-4, 4, (n, 1, 80, 16)).astype(np.float32),
@@ -203,34 +205,46 @@ def _simulate(runner, n_sessions: int, seconds: float, max_batch: int, deadline_
     warm = batcher.stats.batches
     start = time.perf_counter() + 0.05
 
-    def session(s: int) -> list[float]:
-        latencies = []
-        for i in range(int(seconds * FPS)):
+    def session(s: int) -> tuple[list[float], int]:
+        """A camera's frames through the session's client; a session still busy when later frames came
+        takes the newest (as a video worker does) and the ones in between are dropped."""
+        latencies, dropped, i, n = [], 0, 0, int(seconds * FPS)
+        while i < n:
+            now = time.perf_counter()
+            newest = min(n - 1, int((now - start - phases[s]) * FPS))
+            if newest > i:
+                dropped += newest - i
+                i = newest
             due = start + phases[s] + i / FPS
             time.sleep(max(0.0, due - time.perf_counter()))
             clients[s].run(mel[(s * 7 + i) % 64], face[(s * 7 + i) % 64])
             latencies.append(1000 * (time.perf_counter() - due))
-        return latencies
+            i += 1
+        return latencies, dropped
 
     with ThreadPoolExecutor(n_sessions) as pool:
-        lat = np.concatenate([np.asarray(x) for x in pool.map(session, range(n_sessions))])
+        results = list(pool.map(session, range(n_sessions)))
+    lat = np.concatenate([np.asarray(x) for x, _ in results])
+    dropped = sum(d for _, d in results)
     batcher.close()
     sizes = list(batcher.stats.sizes)[warm:]
     return {"sessions": n_sessions, "runtime": runner.name, "frames": len(lat),
+            "dropped_share": round(dropped / max(dropped + len(lat), 1), 3),
             "p50_ms": round(float(np.median(lat)), 2), "p95_ms": round(percentile(lat, 95), 2),
             "max_ms": round(float(lat.max()), 2), "mean_batch": round(float(np.mean(sizes)), 1) if sizes else 0.0}
 
 
 def session_rows(runner, counts: list[int], seconds: float, max_batch: int, deadline_ms: float,
                  budget_ms: float, label: str, stop_on_miss: bool = True) -> tuple[list[dict], int]:
-    """Rows per session count and the largest count whose p95 latency is within budget."""
+    """Rows per session count and the largest count whose p95 latency is within budget with at most
+    `MAX_DROPPED` of the camera's frames dropped."""
     rows, best = [], 0
     for n in counts:
         row = {"device": label, **_simulate(runner, n, seconds, max_batch, deadline_ms)}
-        row["within_budget"] = row["p95_ms"] <= budget_ms
+        row["within_budget"] = row["p95_ms"] <= budget_ms and row["dropped_share"] <= MAX_DROPPED
         rows.append(row)
         print(f"[{label}] {n:>3} sessions × {FPS:g} fps on {runner.name}: p50 {row['p50_ms']:.1f} ms, p95 "
-              f"{row['p95_ms']:.1f} ms, mean batch {row['mean_batch']}", flush=True)
+              f"{row['p95_ms']:.1f} ms, {row['dropped_share']:.0%} dropped, mean batch {row['mean_batch']}", flush=True)
         if row["within_budget"]:
             best = n
         elif stop_on_miss:
