@@ -20,7 +20,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def _lower_priority(nice: int) -> None:
+def lower_priority(nice: int) -> None:
     """Make the calling thread (and every thread or process it starts: CTranslate2's pool, Apertium) yield the
     CPU to media threads. Linux niceness is per thread; elsewhere this does nothing."""
     if nice and hasattr(os, "setpriority"):
@@ -39,7 +39,7 @@ class ModelWorker:
         self.name = name
         self.nice = nice
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"livedub-{name}",
-                                            initializer=_lower_priority, initargs=(nice,))
+                                            initializer=lower_priority, initargs=(nice,))
         self._lock = threading.Lock()
         self.busy_seconds = 0.0
         self.calls = 0

@@ -4,6 +4,8 @@ Per frame the tracker runs only the face mesh, on a square crop around the targe
 the frame cannot steal the mesh and a small face fills the model's input). Face detection (short range,
 then full range for small faces in 720p and up) runs on the first frame, every `redetect_every` frames to
 re-anchor the target, and whenever the mesh loses it. Landmarks are smoothed causally (One Euro filter).
+While the face has not moved since its landmarks were measured (`stillness`: a 48×48 grey patch compared
+with the measured frame's), those landmarks are reused for up to a few frames instead of running the mesh.
 Every failure inside mediapipe or on an odd frame ends as None or an unusable `Face`, never an exception.
 """
 
@@ -18,11 +20,13 @@ import numpy as np
 from . import Face
 from . import landmarks as lmk
 from .smoothing import OneEuroFilter
+from .stillness import StillFace
 
 log = logging.getLogger("livedub.face")
 
 CROP_FROM_DETECTION = 2.2  # crop side / detection box side (detection boxes stop at the mouth)
 CROP_FROM_MESH = 1.7  # crop side / landmark box side (forehead to chin)
+DETECT_PX = 640  # whole-frame detection runs on a copy at most this wide (see `_detect`)
 MAX_CROP_PX = 384  # larger crops are scaled down: the mesh model sees 192×192 / 256×256 anyway
 TILE_PX, TILE_OVERLAP = 480, 128  # tiled full-range search for small faces in large frames
 FORGET_AFTER = 30  # frames without a face before the old target's position stops biasing the choice
@@ -102,12 +106,13 @@ class MediapipeFaceTracker:
 
     `smoothing` is 0 (raw landmarks) to 1 (heavy); 0.5 suits 25–30 fps webcams. `redetect_every` is in
     frames. Faces narrower than `min_face_px` or turned further than `max_yaw_deg` come back unusable.
+    `reuse_still` lets a still face keep its measured landmarks (see `stillness`).
     """
 
     def __init__(
         self, *, min_face_px: int = 48, max_yaw_deg: float = 45.0, smoothing: float = 0.5,
         redetect_every: int = 15, min_confidence: float = 0.5, fps: float = 30.0,
-        fixed_box: tuple[int, int, int, int] | None = None,
+        fixed_box: tuple[int, int, int, int] | None = None, reuse_still: bool = True,
     ):
         import mediapipe as mp  # ~1 s import; deferred so `livedub.engines.face` stays light
 
@@ -119,6 +124,7 @@ class MediapipeFaceTracker:
         self.fixed_box = None if fixed_box is None else np.asarray(fixed_box, dtype=np.float64)
         s = min(max(float(smoothing), 0.0), 1.0)
         self._filter = OneEuroFilter(10 ** (1.0 - 2.0 * s), beta=6.0, d_cutoff=2.0) if s > 0 else None
+        self.still = StillFace() if reuse_still else None
         fd = mp.solutions.face_detection
         self._detectors = [
             fd.FaceDetection(model_selection=0, min_detection_confidence=min_confidence),
@@ -143,6 +149,8 @@ class MediapipeFaceTracker:
         self._last_t: float | None = None
         if self._filter is not None:
             self._filter.reset()
+        if self.still is not None:
+            self.still.forget()
 
     def close(self) -> None:
         """Release mediapipe graphs now rather than at garbage collection."""
@@ -171,6 +179,18 @@ class MediapipeFaceTracker:
     # -- per-frame plan ---------------------------------------------------------------------------
 
     def _track(self, img: np.ndarray, t: float) -> Face | None:
+        if self.still is None:
+            return self._measure(img, t)
+        if self._since_detect < self.redetect_every or self.fixed_box is not None:  # no re-anchoring due
+            face = self.still.reuse(img)
+            if face is not None:
+                self._since_detect += 1
+                return face
+        face = self._measure(img, t)
+        self.still.remember(img, face)
+        return face
+
+    def _measure(self, img: np.ndarray, t: float) -> Face | None:
         if self.fixed_box is not None:
             self._box, self._score, self._lost, self._since_detect = self.fixed_box.copy(), 1.0, 0, 0
         detected = False
@@ -240,20 +260,29 @@ class MediapipeFaceTracker:
     def _detect(self, img: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """Faces as (box, score): short range, then full range, then (throttled) full range on tiles.
 
-        On a whole 1280×720 frame the full-range model (192 px input) misses faces under ~100 px; on a
-        480 px tile it finds them down to ~30 px. Tiles cost ~2 ms each, so they run only when the cheap
-        passes find nothing, at most once every `redetect_every` frames while no face is tracked.
+        The whole-frame passes run on a copy at most `DETECT_PX` wide: the models see 128 / 192 px of the
+        frame anyway, and handing mediapipe a whole 1280×720 frame cost 20–30 ms (a freeze every re-detect)
+        against ~4 ms for the reduced copy. On a whole 1280×720 frame the full-range model misses faces
+        under ~100 px; on a full-resolution 480 px tile it finds them down to ~30 px. Tiles cost ~2 ms each,
+        so they run only when the cheap passes find nothing, at most once every `redetect_every` frames
+        while no face is tracked.
         """
-        rgb = np.ascontiguousarray(img[:, :, ::-1])
+        import cv2
+
+        h, w = img.shape[:2]
+        scale = min(1.0, DETECT_PX / max(h, w))
+        small = img if scale == 1.0 else cv2.resize(img, (max(round(w * scale), 1), max(round(h * scale), 1)),
+                                                    interpolation=cv2.INTER_AREA)
+        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         for detector in self._detectors:
-            found = _detections(detector, rgb, 0, 0)
+            found = _detections(detector, rgb, 0, 0, scale=scale)
             if found:
                 return found
-        h, w = img.shape[:2]
         if max(h, w) <= TILE_PX * 1.25 or self._since_tiles < self.redetect_every:
             self._since_tiles += 1
             return []
         self._since_tiles = 0
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         found = []
         for y0 in _tile_starts(h):
             for x0 in _tile_starts(w):
@@ -295,8 +324,8 @@ class MediapipeFaceTracker:
         pads = (max(-y0, 0), max(y0 + side - h, 0), max(-x0, 0), max(x0 + side - w, 0))
         if any(pads):
             crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        if side > MAX_CROP_PX:
-            crop = cv2.resize(crop, (MAX_CROP_PX, MAX_CROP_PX), interpolation=cv2.INTER_AREA)
+        if side > MAX_CROP_PX:  # linear: INTER_AREA cost ~2.5 ms a frame and moved the landmarks ~0.3 px
+            crop = cv2.resize(crop, (MAX_CROP_PX, MAX_CROP_PX), interpolation=cv2.INTER_LINEAR)
         rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
         result = self._mesh.process(rgb)
         if not result.multi_face_landmarks:
@@ -312,22 +341,24 @@ class MediapipeFaceTracker:
 
     def _forget_motion(self) -> None:
         self._filter_reset()
+        if self.still is not None:
+            self.still.forget()
 
     def _filter_reset(self) -> None:
         if self._filter is not None:
             self._filter.reset()
 
 
-def _detections(detector: object, rgb: np.ndarray, x0: int, y0: int) -> list[tuple[np.ndarray, float]]:
-    """One detector pass on `rgb` (a frame or a tile at x0, y0) as frame-pixel (box, score) pairs."""
+def _detections(detector: object, rgb: np.ndarray, x0: int, y0: int, *,
+                scale: float = 1.0) -> list[tuple[np.ndarray, float]]:
+    """One detector pass on `rgb` (a frame or a tile at x0, y0, reduced by `scale`) as frame-pixel (box, score)."""
     h, w = rgb.shape[:2]
     found = []
     for det in detector.process(rgb).detections or ():
         bb = det.location_data.relative_bounding_box
         if bb.width > 0 and bb.height > 0:
-            box = np.array([bb.xmin * w + x0, bb.ymin * h + y0, (bb.xmin + bb.width) * w + x0,
-                            (bb.ymin + bb.height) * h + y0])
-            found.append((box, float(det.score[0]) if det.score else 0.0))
+            box = np.array([bb.xmin * w, bb.ymin * h, (bb.xmin + bb.width) * w, (bb.ymin + bb.height) * h]) / scale
+            found.append((box + (x0, y0, x0, y0), float(det.score[0]) if det.score else 0.0))
     return found
 
 

@@ -137,10 +137,14 @@ class FacePath:
         """One live frame (on the video worker): tracked, redrawn, then handed to `then` on the same thread."""
         started = time.perf_counter()
         self.frames_in += 1
-        out = self.render([frame], [self.track_face(frame, pts)], [pts])[0]
-        self.latency.add("video", time.perf_counter() - started)
+        face = self.track_face(frame, pts)
+        tracked = time.perf_counter()
+        out = self.render([frame], [face], [pts])[0]
+        self.latency.add("track", tracked - started)
+        self.latency.add("lipsync", time.perf_counter() - tracked)
         if then is not None:
             then(out, pts)
+        self.latency.add("video", time.perf_counter() - started)  # frame in → drawn frame handed over
         return out
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -150,12 +154,14 @@ class FacePath:
         return self.worker
 
     def close(self) -> None:
-        """Stop the video worker (waits for the frame in flight) and close the tracker."""
+        """Stop the video worker (waits for the frame in flight), close the tracker, and release the engine's
+        share of a model shared by sessions (the engine object stays: its mouth bank may still be saved)."""
         if self.worker is not None:
             self.worker.close()
             self.worker = None
-        closer = getattr(self._tracker, "close", None)
-        if closer is not None:
-            with contextlib.suppress(Exception):
-                closer()
+        for part in (self._tracker, self._engine):
+            closer = getattr(part, "close", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    closer()
         self._tracker = None

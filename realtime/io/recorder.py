@@ -6,6 +6,10 @@ timeline), and the translated audio on the same timeline: the recorder's audio t
 mouth of the frame at t speaks the audio at t, as the call partner sees and hears them. Video is encoded on
 its own thread as it comes; audio goes to a WAV beside it and is muxed in when the call ends; the mp4
 appears only then (atomically). Opening and closing block: call them off the event loop.
+
+The encoder shares the CPU with the call: x264's `veryfast` took ~30 ms of CPU per 1280×720 frame here (a
+whole core at 30 fps), `ultrafast` ~9 ms, so a recording uses `ultrafast` at a lower CRF, and its thread
+(and x264's own threads, started from it) yields the CPU to the video path.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from livedub.engines.audio import OUTPUT_RATE
 
+from ..workers import lower_priority  # one niceness helper for every thread
 from .tracks import TrackPump, mono_float, seconds_of
+
+PRESET, CRF = "ultrafast", 18  # fast enough to share 2 cores with a call; a CRF lower than files' keeps detail
+ENCODER_NICE = 5  # the encoder thread's niceness: media threads first, the recording keeps up within `keep`
 
 
 class Recorder:
@@ -37,7 +45,7 @@ class Recorder:
         self.fps, self.rate = float(fps), rate
         self._video_tmp = partial_path(self.path.with_name(f"{self.path.stem}.video.mp4"))
         self._audio_tmp = partial_path(self.path.with_name(f"{self.path.stem}.audio.wav"))
-        self._writer = Mp4Writer(self._video_tmp, width, height, fps, None)
+        self._writer = Mp4Writer(self._video_tmp, width, height, fps, None, crf=CRF, preset=PRESET)
         self._wav = wave.open(str(self._audio_tmp), "wb")  # noqa: SIM115 (closed in _finish())
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
@@ -47,6 +55,7 @@ class Recorder:
         self._last: np.ndarray | None = None
         self._samples = 0  # audio samples written, from time 0 of the file
         self._pumps: list[TrackPump] = []
+        self._niced = False
         self.frames = 0
 
     @property
@@ -63,6 +72,9 @@ class Recorder:
 
     def _add_frame(self, frame: av.VideoFrame) -> None:
         """On the video pump's thread: the frame at its pts; a gap repeats the last frame."""
+        if not self._niced:  # before the first encode opens x264, whose threads inherit the niceness
+            lower_priority(ENCODER_NICE)
+            self._niced = True
         pts = seconds_of(frame) or 0.0
         if self._t0 is None:
             self._t0 = pts
