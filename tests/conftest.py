@@ -130,3 +130,21 @@ def pulse():
     yield pactl
     if started:
         subprocess.run(["pulseaudio", "--kill"], capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def astronaut_face():
+    """A real face photo (BGR, scikit-image's astronaut) and its tracked Face (the product's mediapipe tracker)."""
+    import cv2
+    from skimage import data
+
+    from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
+
+    frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    tracker = MediapipeFaceTracker()
+    try:
+        face = tracker.track(frame)
+    finally:
+        tracker.close()
+    assert face is not None and face.usable
+    return frame, face

@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from webrtc_helpers import ServerThread, call, http, launch_chromium, shared_pool, talking_face_y4m
+from webrtc_helpers import ServerThread, _until, call, http, launch_chromium, shared_pool, talking_face_y4m
 
 from livedub.realtime.runners.capacity import REDUCED, SessionCost
 from livedub.realtime.runners.headroom import Headroom
@@ -20,12 +20,6 @@ from livedub.realtime.runners.headroom import Headroom
 GIVEN = SessionCost(frame_s=0.030, model_duty=0.3, source="given")
 
 
-async def _until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def _listen(channel) -> list[dict]:

@@ -12,7 +12,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -204,23 +203,7 @@ def test_a_client_nobody_holds_any_more_leaves_the_batcher(runner):
 # -- the pool: one model per process, engines per session -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def astronaut():
-    from skimage import data
-
-    from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
-
-    frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    tracker = MediapipeFaceTracker()
-    try:
-        face = tracker.track(frame)
-    finally:
-        tracker.close()
-    assert face is not None and face.usable
-    return frame, face
-
-
-def test_sessions_of_a_pool_share_one_inference_session(onnx_model, astronaut, english_speech, tmp_path):
+def test_sessions_of_a_pool_share_one_inference_session(onnx_model, astronaut_face, english_speech, tmp_path):
     """Three sessions' Wav2Lip engines: one ONNX Runtime session in the process, frames of several sessions
     in one batch, frames equal to a standalone engine's, and one session closing leaves the others drawing."""
     from livedub.engines.lipsync.wav2lip import Wav2LipEngine
@@ -228,7 +211,7 @@ def test_sessions_of_a_pool_share_one_inference_session(onnx_model, astronaut, e
     from livedub.realtime.config import DubConfig
     from livedub.realtime.pool import ModelPool
 
-    frame, face = astronaut
+    frame, face = astronaut_face
     audio = PcmTimeline(english_speech("Hello there, this sentence keeps the mouth busy for a while."))
     config = DubConfig(target="es", engine="wav2lip", engine_backend="ort-cpu",
                        settings=Settings(wav2lip_checkpoint=onnx_model, cache=tmp_path / "cache"))

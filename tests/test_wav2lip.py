@@ -263,31 +263,14 @@ def test_export_is_cached_by_checkpoint_hash(exported, random_ckpt):
 
 
 @pytest.fixture(scope="module")
-def astronaut():
-    """A real face photo (BGR) and its tracked Face (mediapipe tracker, as the product uses)."""
-    from skimage import data
-
-    from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
-
-    frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    tracker = MediapipeFaceTracker()
-    try:
-        face = tracker.track(frame)
-    finally:
-        tracker.close()
-    assert face is not None and face.usable
-    return frame, face
-
-
-@pytest.fixture(scope="module")
 def speech(english_speech):
     return english_speech("Hello there, this sentence keeps the mouth busy for a while.")
 
 
-def test_render_changes_only_the_lower_face(exported, astronaut, speech):
+def test_render_changes_only_the_lower_face(exported, astronaut_face, speech):
     from livedub.engines.lipsync.wav2lip import Wav2LipEngine, crop_box
 
-    frame, face = astronaut
+    frame, face = astronaut_face
     engine = Wav2LipEngine(onnx_path=exported["path"], providers=["CPUExecutionProvider"], batch_size=4)
     assert isinstance(engine, LipEngine)
     times = [0.4 + i / 25 for i in range(5)]
@@ -304,23 +287,23 @@ def test_render_changes_only_the_lower_face(exported, astronaut, speech):
         assert not np.any(out[[y2 - 1]] != frame[[y2 - 1]])
 
 
-def test_no_face_passes_through(exported, astronaut, speech):
+def test_no_face_passes_through(exported, astronaut_face, speech):
     from livedub.engines.lipsync.wav2lip import Wav2LipEngine
 
-    frame, face = astronaut
+    frame, face = astronaut_face
     engine = Wav2LipEngine(onnx_path=exported["path"], providers=["CPUExecutionProvider"])
     unusable = Face(face.box, face.landmarks, usable=False, reason="test")
     outs = engine.render([frame, frame], [None, unusable], [0.5, 0.5], PcmTimeline(speech))
     assert all(np.array_equal(o, frame) for o in outs)
 
 
-def test_mouth_closed_in_silence(exported, astronaut, speech):
+def test_mouth_closed_in_silence(exported, astronaut_face, speech):
     """The reference mumbles through silence; here a silent window closes the mouth and holds it still."""
     from livedub.engines.face.landmarks import mouth_opening
     from livedub.engines.face.mediapipe_tracker import MediapipeFaceTracker
     from livedub.engines.lipsync.wav2lip import Wav2LipEngine
 
-    frame, face = astronaut  # the astronaut smiles with her teeth showing (opening ≈ 0.17)
+    frame, face = astronaut_face  # the astronaut_face smiles with her teeth showing (opening ≈ 0.17)
     engine = Wav2LipEngine(onnx_path=exported["path"], providers=["CPUExecutionProvider"])
     track = PcmTimeline(np.concatenate([np.zeros(24000, np.float32), speech]))
     outs = engine.render([frame] * 3, [face] * 3, [0.1, 0.5, 2.0], track)
@@ -337,10 +320,10 @@ def test_mouth_closed_in_silence(exported, astronaut, speech):
     assert mouth_opening(closed.landmarks) < 0.05
 
 
-def test_render_without_landmarks_uses_box_mask(exported, astronaut, speech):
+def test_render_without_landmarks_uses_box_mask(exported, astronaut_face, speech):
     from livedub.engines.lipsync.wav2lip import Wav2LipEngine
 
-    frame, face = astronaut
+    frame, face = astronaut_face
     boxed = Face(face.box, np.zeros((478, 2), np.float32))
     engine = Wav2LipEngine(onnx_path=exported["path"], providers=["CPUExecutionProvider"])
     out = engine.render([frame], [boxed], [0.5], PcmTimeline(speech))[0]
@@ -375,12 +358,12 @@ def _real_inputs(frame: np.ndarray, face: Face, speech: np.ndarray, n: int) -> t
 
 
 @pytest.mark.slow
-def test_int8_close_to_fp32(exported, astronaut, speech, monkeypatch):
+def test_int8_close_to_fp32(exported, astronaut_face, speech, monkeypatch):
     from livedub.engines.lipsync.wav2lip import Wav2LipEngine
     from livedub.engines.models import sha256_file
     from livedub.export.onnx_export import int8_error, quantize_int8
 
-    frame, face = astronaut
+    frame, face = astronaut_face
     faces, mels = _real_inputs(frame, face, speech, 32)
     int8 = exported["cache"] / "wav2lip" / f"{sha256_file(exported['path'])}.int8.onnx"
     quantize_int8(exported["path"], int8, faces[:16], mels[:16])
