@@ -34,6 +34,8 @@ START_TIMEOUT_S = 180  # a node loads whisper tiny.en, the translators and the v
 # HAProxy's agent answers every 2 s (agent-inter) and its health check every 1 s (out after 2 failures): a
 # state change shows within ~2-3 s; 10 s leaves room for a loaded machine.
 ROUTING_S = 10.0
+TOKEN = "cluster-s3cret"  # every node has the same token, so it holds whichever node answers
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _free_port() -> int:
@@ -86,6 +88,7 @@ class Node:
              "--call-cores", "0.1",
              "--port", str(self.port), "--agent-port", str(self.agent_port), "--max-sessions",
              str(self.max_sessions), "--drain-timeout", str(drain_timeout), "--idle-timeout", "30", "-q",
+             "--token", TOKEN,
              *self.flags],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LIVEDUB_LOG": "INFO"})
         log.close()
@@ -99,7 +102,7 @@ class Node:
             return False
 
     def stats(self) -> dict:
-        return http(self.base + "stats")[1]
+        return http(self.base + "stats", headers=AUTH)[1]
 
     def agent(self) -> str:
         with socket.create_connection(("127.0.0.1", self.agent_port), timeout=5) as s:
@@ -199,7 +202,7 @@ def cluster(tmp_path_factory):
 async def _connected(base: str, answers: list | None = None) -> tuple:
     """An aiortc caller (microphone + datachannel) through `base`, connected; its datachannel messages (and
     the server's answer appended to `answers`)."""
-    pc, channel, status, reply, _ = await call(base, body={"engine": "viseme"}, video=False)
+    pc, channel, status, reply, _ = await call(base, body={"engine": "viseme"}, headers=AUTH, video=False)
     assert status == 200, reply
     if answers is not None:
         answers.append(reply)
@@ -254,6 +257,27 @@ def test_public_address_replaces_host_candidates_only():
 
 
 @pytest.mark.slow
+def test_tokens_are_checked_behind_the_balancer(cluster):
+    cluster.ensure()
+    assert http(cluster.base)[0] == 401
+    assert http(cluster.base + f"?token={TOKEN}")[0] == 200
+    assert http(cluster.base + "stats")[0] == 401
+    assert http(cluster.base + "stats", headers=AUTH)[0] == 200
+    assert http(cluster.base + "health")[0] == 200, "health stays open for the balancer's checks"
+
+    async def offers():
+        statuses = []
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            pc, _, status, _, _ = await call(cluster.base, body={"engine": "viseme"}, headers=headers, video=False)
+            statuses.append(status)
+            await pc.close()
+        await _served(cluster.base)  # with the token: a call connects (then hangs up)
+        return statuses
+
+    assert asyncio.run(offers()) == [401, 401]
+    _wait(lambda: all(n.stats()["sessions"] == 0 for n in (cluster.a, cluster.b)), 30, "the call to be freed")
+
+
 def test_offers_spread_over_the_nodes_and_a_full_node_gets_none(cluster):
     cluster.ensure()
     assert cluster.a.agent() == _ready_line(cluster.a)
@@ -296,7 +320,7 @@ def test_sigterm_drains_the_node_its_call_goes_on_and_it_exits_cleanly(cluster):
         await asyncio.to_thread(
             _wait, lambda: a.stats()["capacity"]["state"] == "draining", 10, "node a to say it is draining")
         assert a.agent() == "up drain\n"
-        refused, _, status, reply, _ = await call(a.base, video=False)
+        refused, _, status, reply, _ = await call(a.base, headers=AUTH, video=False)
         await refused.close()
         assert status == 503 and "going away" in reply["error"], reply
         before = await asyncio.to_thread(_served_by, cluster)
@@ -382,7 +406,7 @@ def test_the_page_moves_its_call_to_another_node_when_its_node_drains(cluster):
         browser = launch_chromium(p)
         try:
             page = browser.new_page()
-            page.goto(cluster.base)  # the page, and later its offers, through HAProxy
+            page.goto(cluster.base + f"?token={TOKEN}")  # the page, and later its offers, through HAProxy
             page.evaluate("() => { window.__same_page = true; }")
             page.click("#start")
             page.wait_for_function("() => livedub.state === 'connected'", timeout=60_000)
@@ -413,7 +437,7 @@ def test_the_page_moves_its_call_when_its_node_dies(cluster):
         browser = launch_chromium(p)
         try:
             page = browser.new_page()
-            page.goto(cluster.base)
+            page.goto(cluster.base + f"?token={TOKEN}")
             page.evaluate("() => { window.__same_page = true; }")
             page.click("#start")
             page.wait_for_function("() => livedub.state === 'connected' && livedub.stats !== null", timeout=60_000)

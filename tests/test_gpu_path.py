@@ -157,7 +157,8 @@ def test_engine_backend_flag_reaches_the_engine(checkpoint, tmp_cache, tmp_path,
     assert parser.parse_args(["translate", "in.mp4", "--to", "es", "-o", "o.mp4"]).engine_backend == "auto"
     caplog.set_level(logging.INFO, logger="livedub.lipsync")
     config = config_from(args, target="en")
-    engine = ModelPool(config.settings).lip_engine(config, video=False)
+    with ModelPool(config.settings) as pool:
+        engine = pool.lip_engine(config, video=False)
     assert isinstance(engine, Wav2LipEngine) and engine.backend == "ort-cpu"
     assert len(_warnings(caplog)) == 1
     with pytest.raises(SystemExit):

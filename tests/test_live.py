@@ -118,6 +118,7 @@ def live_run(tmp_path_factory, english_speech, pulse):
     (devices released, the recording written)."""
     import gc
 
+    earlier = set(threading.enumerate())  # other tests' threads are theirs to release
     root = tmp_path_factory.mktemp("live")
     gap = np.zeros(int(0.9 * SAMPLE_RATE), np.float32)
     pcm = np.concatenate([gap, english_speech("The house is very big."), gap, gap,
@@ -137,7 +138,7 @@ def live_run(tmp_path_factory, english_speech, pulse):
     finally:
         heard = monitor.stop()
         pool.close()
-    threads = [t.name for t in threading.enumerate() if t.name.startswith("livedub-")]
+    threads = [t.name for t in threading.enumerate() if t.name.startswith("livedub-") and t not in earlier]
     return {"report": report, "camera": MemoryCamera.opened[0], "heard": heard, "steps": steps, "root": root,
             "frames": n_frames, "threads": threads, "sink_seen": monitor.saw_sink, "pulse": pulse,
             "asyncio_errors": asyncio_log.errors}

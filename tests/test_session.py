@@ -79,3 +79,20 @@ def test_a_closed_session_leaves_nothing_behind_in_the_pool():
     assert set(pool.busy_seconds()) == workers
     assert not [t for t in threading.enumerate() if t.name.startswith("livedub-video")]
     pool.close()
+
+
+def test_audio_waits_for_the_typical_frame_and_the_slow_ones_lead_by_at_most_45_ms():
+    from types import SimpleNamespace
+
+    from livedub.realtime.media.avsync import AvSync
+
+    def delay(p50_s: float, p95_s: float, cap_s: float = 1.0) -> float:
+        latency = SimpleNamespace(percentile=lambda stage, q: {50: p50_s, 95: p95_s}[q] if stage == "video" else None)
+        session = SimpleNamespace(latency=latency, audio_delay=0.0)
+        got = AvSync(session, cap_s=cap_s).update()
+        assert session.audio_delay == got
+        return got
+
+    assert delay(0.040, 0.060) == 0.040  # steady: the median frame, and the slowest lead by only 20 ms
+    assert delay(0.050, 0.170) == 0.125  # loaded: raised until p95 leads by 45 ms, not all the way to p95
+    assert delay(0.400, 2.000) == 1.0  # a stall never holds speech back past the cap
