@@ -146,6 +146,7 @@ function onConnection(pc) {
   clearTimeout(lostTimer);
   if (state === "connected") {
     livedub.state = "connected";
+    keepLipSync(pc);
     clearError();
     setStatus("Connected. Speak: your translated face appears on the right, about a second behind.");
     if (moveTries) {
@@ -195,6 +196,35 @@ setInterval(() => {
   if (livedub.state === "connected" && lastHeard && !behind && performance.now() - lastHeard > SILENT_MS)
     moveCall("The server stopped answering.");
 }, 1000);
+
+// Lip sync on the page. The browser buffers the translated sound longer than its picture (audio jitter buffer
+// 40-60 ms, video 10-20 ms, measured in Chromium here) and its own A/V sync leaves gaps of that size alone, so
+// the sound came 30-150 ms after the mouth that speaks it. Once a second the page compares what each track is
+// playing now on the server's clock (estimatedPlayoutTimestamp) and sets the picture's buffer to what it holds
+// now plus the sound's lag (RTCRtpReceiver.jitterBufferTarget; the browser eases into it), never the sound's:
+// the picture waits for the voice, as on television.
+const SYNC_EVERY_MS = 1000, SYNC_DEADBAND_MS = 10, SYNC_MAX_MS = 500;
+async function keepLipSync(pc) {
+  const picture = pc.getReceivers().find((r) => r.track && r.track.kind === "video");
+  if (!picture || !("jitterBufferTarget" in picture) || pc.lipSyncing) return;  // without it: played as it comes
+  pc.lipSyncing = true;
+  let last = null;
+  while (pc === livedub.pc && pc.connectionState !== "closed") {
+    await new Promise((r) => setTimeout(r, SYNC_EVERY_MS));
+    const now = {};
+    try {
+      (await pc.getStats()).forEach((r) => { if (r.type === "inbound-rtp") now[r.kind] = r; });
+    } catch (e) { return; }
+    const [audio, video] = [now.audio, now.video];
+    if (!audio || !video || !audio.estimatedPlayoutTimestamp || !video.estimatedPlayoutTimestamp) continue;
+    const lag = livedub.soundLagMs = video.estimatedPlayoutTimestamp - audio.estimatedPlayoutTimestamp;
+    const frames = last ? video.jitterBufferEmittedCount - last.jitterBufferEmittedCount : 0;
+    const buffered = frames > 0 ? 1000 * (video.jitterBufferDelay - last.jitterBufferDelay) / frames : null;
+    last = video;
+    if (buffered === null || Math.abs(lag) <= SYNC_DEADBAND_MS) continue;  // > 0: the sound plays behind
+    picture.jitterBufferTarget = livedub.pictureHeldMs = Math.round(Math.min(Math.max(buffered + lag, 0), SYNC_MAX_MS));
+  }
+}
 
 function send(type, fields) {
   const channel = livedub.channel;
