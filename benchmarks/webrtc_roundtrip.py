@@ -28,15 +28,7 @@ sys.path.insert(0, str(HERE))
 from common import table, write_results  # noqa: E402
 
 from livedub.engines.metrics import percentile  # noqa: E402
-
-# Debian's chromium with fake devices, as DESIGN.md's recipe says (Playwright gives each launch a fresh profile)
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-]
+from livedub.realtime.web.headless import launch_chromium  # noqa: E402
 
 # the camera: the face image with a counter; the microphone: Chromium's fake one (the speech file)
 CAMERA_JS = """
@@ -104,7 +96,7 @@ def stats(base: str) -> dict:
 
 def run_case(p, base: str, face_b64: str, w: int, h: int, codec: str, peers: int, seconds: float,
              flags: list[str]) -> dict:
-    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_FLAGS, *flags])
+    browser = launch_chromium(p, *flags)
     pages = []
     try:
         for _ in range(peers):

@@ -9,10 +9,11 @@ import json
 import time
 
 import pytest
-from webrtc_helpers import ServerThread, _until, call, http, launch_chromium, shared_pool, talking_face_y4m
+from webrtc_helpers import ServerThread, _until, call, http, shared_pool, talking_face_y4m
 
 from livedub.realtime.runners.capacity import REDUCED, SessionCost
 from livedub.realtime.runners.headroom import Headroom
+from livedub.realtime.web.headless import launch_chromium
 
 # The cost of one call, given rather than measured so the test does not rest on this machine's speed (the
 # measured figure is tested in test_capacity.py): on 2 cores less the 15% reserve (1.7 cores), a call at

@@ -399,7 +399,8 @@ def test_a_killed_node_is_routed_around_within_seconds(cluster):
 @pytest.mark.slow
 def test_the_page_moves_its_call_to_another_node_when_its_node_drains(cluster):
     from playwright.sync_api import sync_playwright
-    from webrtc_helpers import launch_chromium
+
+    from livedub.realtime.web.headless import launch_chromium
 
     cluster.ensure(a=3.0, b=3.0)
     with sync_playwright() as p:
@@ -430,7 +431,8 @@ def test_the_page_moves_its_call_when_its_node_dies(cluster):
     """SIGKILL to the page's node mid-call: no "going_away" comes, but the server's once-a-second messages
     stop, and the page moves the call through HAProxy to the other node within seconds, without reloading."""
     from playwright.sync_api import sync_playwright
-    from webrtc_helpers import launch_chromium
+
+    from livedub.realtime.web.headless import launch_chromium
 
     cluster.ensure()
     with sync_playwright() as p:

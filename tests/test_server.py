@@ -13,9 +13,10 @@ import weakref
 import numpy as np
 import pytest
 from speech_metrics import two_phrases
-from webrtc_helpers import ServerThread, http, launch_chromium, shared_pool, talking_face_y4m, write_wav16
+from webrtc_helpers import ServerThread, http, shared_pool, talking_face_y4m, write_wav16
 
 from livedub.engines.audio import OUTPUT_RATE, SAMPLE_RATE
+from livedub.realtime.web.headless import launch_chromium
 
 # What the page plays, on one clock (performance.now()). Picture: every translated frame as the page presents
 # it (requestVideoFrameCallback's expected display time). Sound: the page plays the translated audio through an

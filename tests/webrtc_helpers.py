@@ -13,13 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-]
 FACE_SIZE = (320, 240)  # small camera frames: the tests check behaviour, the benchmark measures 640x480 and 720p
 
 
@@ -142,11 +135,6 @@ def talking_face_y4m(path: Path, size: tuple[int, int] = FACE_SIZE, seconds: flo
         m = np.float32([[1, 0, 0], [0, 1, dy]])
         frames.append(cv2.warpAffine(base, m, size, borderMode=cv2.BORDER_REPLICATE))
     return write_y4m(path, frames, fps)
-
-
-def launch_chromium(playwright, *extra: str):
-    """Debian's chromium with the fake devices (Playwright gives each launch a fresh profile directory)."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_FLAGS, *extra])
 
 
 def face_track():

@@ -53,8 +53,9 @@ MAX_REQUEST = 64 * 1024  # bytes of any request body (an SDP offer is ~5 KB)
 MAX_SDP = 32 * 1024
 LOAD_CHECK_S = 2.0  # how often the running calls' measured load is checked against the budget
 CAMERA_FPS = 30.0  # what browsers send by default; the tracker's smoothing is tuned per frame
-# The target languages the page offers (realtime/web/app.js LANGUAGES): their translators load at start.
-PAGE_LANGUAGES = ("en", "es", "pt", "de", "fr", "it", "nl", "ca", "gl", "ja", "zh")
+# The languages the page offers (it reads them from /health): their translators load at start.
+PAGE_LANGUAGES = {"en": "English", "es": "Spanish", "pt": "Portuguese", "de": "German", "fr": "French",
+                  "it": "Italian", "nl": "Dutch", "ca": "Catalan", "gl": "Galician", "ja": "Japanese", "zh": "Chinese"}
 
 
 def is_loopback(host: str) -> bool:
@@ -249,7 +250,7 @@ class DubServer:
         return web.json_response({"ok": True, "sessions": len(self.peers), "max_sessions": self.max_sessions,
                                   "target": self.config.target, "source": self.config.source,
                                   "engine": self.config.lip_engine_name(video=True), "engines": list(LIP_ENGINES),
-                                  "token_required": self.token is not None,
+                                  "token_required": self.token is not None, "languages": PAGE_LANGUAGES,
                                   "capacity": self.capacity().as_json()})
 
     async def stats(self, request: web.Request) -> web.Response:

@@ -3,8 +3,7 @@
 "use strict";
 
 const PROTOCOL = 1;
-const LANGUAGES = { en: "English", es: "Spanish", pt: "Portuguese", de: "German", fr: "French", it: "Italian",
-                    nl: "Dutch", ca: "Catalan", gl: "Galician", ja: "Japanese", zh: "Chinese" };
+let LANGUAGES = {};  // code → name, as the server offers them (/health)
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get("token");
 
@@ -43,15 +42,15 @@ async function listDevices() {
 }
 
 async function loadDefaults() {
-  const langs = Object.entries(LANGUAGES);
-  fill($("from"), [["", "detect"], ...langs], "");
   try {
     const health = await (await fetch("health")).json();
+    LANGUAGES = health.languages || {};
+    const langs = Object.entries(LANGUAGES);
+    fill($("from"), [["", "detect"], ...langs], "");
     fill($("to"), langs, health.target);
     if (health.source) $("from").value = health.source;
     fill($("engine"), health.engines.map((e) => [e, e]), health.engine);
   } catch (e) {
-    fill($("to"), langs, "es");
     showError("The livedub server does not answer: is `livedub serve` running?", true);
   }
 }
