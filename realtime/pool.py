@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,6 +56,14 @@ def build_plan(source: Path, max_batch: int, cache: Path | None = None) -> Path:
     return cached_plan(source, fp16=True, max_batch=max_batch, cache=cache)
 
 
+def _real_time_factor(voice: Synthesizer, text: str) -> float:
+    """Seconds of work per second of speech: the first run loads the model, the second is the one timed."""
+    voice.synthesize(text)
+    started = time.perf_counter()
+    speech = voice.synthesize(text)
+    return (time.perf_counter() - started) / max(speech.duration, 1e-3)
+
+
 class ModelPool:
     """Engines shared by every session of a process; thread-safe loading, one worker thread per model."""
 
@@ -64,7 +73,9 @@ class ModelPool:
         self._models: dict[tuple, object] = {}
         self._loading: dict[tuple, threading.Lock] = {}  # one lock per model being made
         self._workers: dict[str, ModelWorker] = {}
-        self._too_slow: dict[str, str] = {}  # a voice network's speed verdict, by its `speed_key`
+        self._rtf: dict[str, tuple[float, str]] = {}  # a voice network's real-time factor here (and the language
+        # it was timed on), by its `speed_key`
+        self._live_calls = 0  # live sessions speaking through this pool's one TTS worker
         for name in MODEL_WORKERS:  # threads started here, at the edge, not on a session's event loop
             self.worker(name)
 
@@ -135,11 +146,13 @@ class ModelPool:
     def live_synthesizer(self, language: str, *, pitch_hz: float | None = None, engine: str | None = None,
                          max_rtf: float = LIVE_MAX_RTF) -> tuple[Synthesizer, str]:
         """The best voice for `language` that is fast enough to speak live beside recognition and video on this
-        machine (measured on a warm-up sentence), and one line saying what was chosen and why. An `engine`
-        the user asked for is taken as it is."""
+        machine (measured on a warm-up sentence) for every live call sharing the one TTS worker, and one line
+        saying what was chosen and why. An `engine` the user asked for is taken as it is."""
         if engine is not None:
             return self._loaded(self.synthesizer(language, pitch_hz=pitch_hz, engine=engine), language), ""
-        voice, why = self._get(("tts-live", language), lambda: self._pick_live_voice(language, None, max_rtf))
+        calls = max(self._live_calls, 1)
+        voice, why = self._get(("tts-live", language, calls),
+                               lambda: self._pick_live_voice(language, None, max_rtf, calls))
         if pitch_hz is None:
             return voice, why
         from livedub.engines.tts.voices import register_of
@@ -150,8 +163,21 @@ class ModelPool:
                     return other
             return voice
 
-        voice = self._get(("tts-live", language, register_of(pitch_hz)), same_backend_for_register)
+        voice = self._get(("tts-live", language, register_of(pitch_hz), type(voice).__name__),
+                          same_backend_for_register)
         return self._loaded(voice, language), why
+
+    @contextlib.contextmanager
+    def live_call(self) -> Iterator[None]:
+        """A live session speaking through this pool while inside: the live voice is chosen for all of them
+        (two calls on one TTS worker need a voice twice as fast), and chosen again when one ends."""
+        with self._lock:
+            self._live_calls += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._live_calls -= 1
 
     def _loaded(self, voice: Synthesizer, language: str) -> Synthesizer:
         """`voice` once it has spoken (which loads its model): a load mid-call holds the GIL (Kokoro's ONNX
@@ -159,32 +185,27 @@ class ModelPool:
         self._get(("tts-loaded", voice.name), lambda: voice.synthesize(WARM_UP_TEXT.get(language, WARM_UP_TEXT["en"])))
         return voice
 
-    def _pick_live_voice(self, language: str, pitch_hz: float | None, max_rtf: float) -> tuple[Synthesizer, str]:
-        import time
-
+    def _pick_live_voice(self, language: str, pitch_hz: float | None, max_rtf: float,
+                         calls: int = 1) -> tuple[Synthesizer, str]:
         voices = registry.voices_for(language, self.settings, pitch_hz=pitch_hz)
         if not voices:
             return self.synthesizer(language, pitch_hz=pitch_hz), ""  # raises the one clear message
         text = WARM_UP_TEXT.get(language, WARM_UP_TEXT["en"])
+        shared = f" × {calls} calls" if calls > 1 else ""
         slow: list[str] = []
         for voice in voices[:-1]:
             speed_key = getattr(voice, "speed_key", voice.name)
-            if speed_key in self._too_slow:  # measured for another language: not timed again mid-call
-                slow.append(f"{voice.name} {self._too_slow[speed_key]}")
-                continue
             try:
-                voice.synthesize(text)  # loads the model; the second run is the one timed
-                started = time.perf_counter()
-                speech = voice.synthesize(text)
-                rtf = (time.perf_counter() - started) / max(speech.duration, 1e-3)
+                if speed_key not in self._rtf:  # timed once (for any language), never again mid-call
+                    self._rtf[speed_key] = _real_time_factor(voice, text), language
+                rtf, timed_on = self._rtf[speed_key]
             except Exception as exc:  # a voice that fails here is not used live
                 slow.append(f"{voice.name} failed ({exc})")
                 continue
-            if rtf <= max_rtf:
+            if rtf * calls <= max_rtf:
                 why = f"; {', '.join(slow)}" if slow else ""
-                return voice, f"live voice for {language}: {voice.name} (RTF {rtf:.2f}{why})"
-            self._too_slow[speed_key] = f"too slow to keep up live here (RTF {rtf:.2f} > {max_rtf} for {language})"
-            slow.append(f"{voice.name} {self._too_slow[speed_key]}")
+                return voice, f"live voice for {language}: {voice.name} (RTF {rtf:.2f}{shared}{why})"
+            slow.append(f"{voice.name} too slow to keep up live here (RTF {rtf:.2f}{shared} > {max_rtf} for {timed_on})")
         voice = voices[-1]
         voice.synthesize(text)
         return voice, f"live voice for {language}: {voice.name} ({'; '.join(slow)})" if slow else ""

@@ -12,6 +12,7 @@ allows. Both take the same speech path. The session never paces output: sinks do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -70,6 +71,7 @@ class DubSession:
         self._units: StreamingUnits | None = None
         self._live: LiveSpeech | None = None
         self._tasks: list[asyncio.Task] = []
+        self._calls = contextlib.ExitStack()  # this session counted among the pool's live calls while open
         self._errors: dict[str, int] = {}
         self._file_language: str | None = None  # what the whole-recording recogniser heard
         self._closed = False
@@ -181,6 +183,7 @@ class DubSession:
 
         loop = asyncio.get_running_loop()
         self.hub.bind(loop)
+        self._calls.enter_context(self.pool.live_call())  # the live voice is chosen for every call speaking
         await asyncio.to_thread(self.face.open_worker, f"{self.name}-{id(self):x}")
         self._live = LiveSpeech(self.speech, self.pool, self.clock, self.hub, self.latency, on_error=self._error,
                                 source_language=lambda: self.source_language)
@@ -307,6 +310,7 @@ class DubSession:
         self._closed = True
         await cancel_all(self._tasks)
         self._tasks = []
+        self._calls.close()
         self.hub.close()
         await asyncio.to_thread(self.face.close)
 
