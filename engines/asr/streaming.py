@@ -10,7 +10,10 @@ Scripts written without spaces (Chinese, Japanese, Thai) are agreed on character
 splits the same characters into different "words" from one pass to the next ("萬人" once, "萬", "人" the
 next), so each word is cut into its characters, with times shared out within the word. A word that holds
 a piece of a character (a byte token decoded without the rest of its bytes: U+FFFD) is never agreed on,
-shown or committed: the words after it wait for a pass that spells it whole.
+shown or committed: the words after it wait for a pass that spells it whole. Whisper guesses the words of
+a syllable or two heard alone, so in these scripts nothing is agreed before a pass heard 2 s of the
+utterance, and an utterance under 1.2 s (also one before any language is known) is held open for a
+second after the VAD's end, to be heard again with what follows.
 
 Timing is honest: at most one pass runs per `feed()` (work left over, such as a second utterance end in a
 long chunk, waits for the next call), and a word's commit time is when `feed()` hands it to the caller.
@@ -32,6 +35,7 @@ from ..audio import SAMPLE_RATE
 from ..text_join import PARTIAL_CHARACTER, has_partial_character, join_words, unspaced
 from ..types import Transcript, Word
 from . import Recognizer
+from .bounded import UNSPACED_LANGUAGES
 from .vad import VoiceActivity, VoiceEvent
 
 log = logging.getLogger("livedub.asr")
@@ -45,6 +49,16 @@ _TAIL_WINDOW_S = 2.5  # how far before its last committed word the pass closing 
 # characters ending this close to the end of the audio a pass heard are not agreed on yet: one syllable
 # cut short is heard as another, and the next pass, as short, often guesses the same
 _EDGE_HOLD_S = 0.3
+# an utterance of a script without spaces whose voice lasted less than this is held open at the VAD's end:
+# one syllable alone is a guess for whisper (f5-tts's Mandarin clip opens with 对 and a pause; a window
+# over it alone is heard 读音 or 多一, one that goes on into the next words 对,这就是), so the next
+# utterance's passes hear it again with what follows. Held at most `_SHORT_HOLD_S` after its end.
+_SHORT_UTTERANCE_S = 1.2
+_SHORT_HOLD_S = 1.0
+# nothing of an utterance in a script without spaces is agreed on before a pass heard this much of it:
+# on less, whisper writes the sound of the first syllables (JSUT's 水を as ミゾ, two passes alike) until
+# it hears enough of what follows to choose the word
+_UNSPACED_LEAD_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,7 @@ class StreamingRecognizer:
         self._open = self.vad is None  # an utterance is in progress (always, without a VAD)
         self._voice_from = 0.0  # where the VAD heard the utterance begin; no word starts before it
         self._loudest = 0.0  # the loudest 20 ms (mean square) of the utterance: how loud its words are
+        self._held: float | None = None  # where a short utterance held open (see _SHORT_UTTERANCE_S) ended
 
     # ---- public -------------------------------------------------------------------------------------
     @property
@@ -183,6 +198,11 @@ class StreamingRecognizer:
         if self._events or self.passes != before:
             return out  # the rest waits for the next feed(): the caller gets these words now
         if self.vad is not None and not self.vad.speaking:
+            if self._held is not None:
+                if self._time - self._held < _SHORT_HOLD_S:
+                    return out  # no next voice yet: keep the short utterance's audio
+                held, self._held = self._held, None
+                return out + self._finish(held + _END_MARGIN_S, held)
             self._cut(self._time - self.preroll_s)  # silence: keep only a pre-roll
             return out
         if self._time - self._last_pass_at >= self.min_chunk_s:
@@ -192,11 +212,29 @@ class StreamingRecognizer:
 
     def _on_event(self, event: VoiceEvent) -> list[Word]:
         if event.kind == "end":
+            if self._is_short(event.time):
+                self._held = event.time
+                return []
+            self._held = None
             return self._finish(event.time + _END_MARGIN_S, event.time)
         self._open = True  # first pass once `min_chunk_s` of the utterance is in
+        if self._held is not None:
+            self._held = None  # the short utterance goes on: it starts where it started
+            return []
         self._voice_from = event.time
         self._last_pass_at = max(self._last_pass_at, event.time)
         return []
+
+    def _is_short(self, voice_end: float) -> bool:
+        """Whether the utterance ending at `voice_end` is held open (see `_SHORT_UTTERANCE_S`): a short one,
+        with nothing of it committed yet, in a script without spaces or before any language is known (a
+        language detected from one syllable is a guess: 对 alone is heard as Vietnamese "Tòi")."""
+        language = self._pass_language()
+        return (
+            (language is None or language in UNSPACED_LANGUAGES)
+            and voice_end - self._voice_from < _SHORT_UTTERANCE_S
+            and not any(c.word.end > self._voice_from for c in self.commits)
+        )
 
     def _hand_out(self, words: list[Word]) -> list[Word]:
         """Stamp the new commits with the moment the caller receives them."""
@@ -319,6 +357,8 @@ class StreamingRecognizer:
                 break
             if _is_character(a) and a.end > self._last_pass_at - _EDGE_HOLD_S:
                 break  # a character at the window's edge: whisper guessed it from part of its sound
+            if _is_character(a) and self._last_pass_at - self._voice_from < _UNSPACED_LEAD_S:
+                break  # too little of the utterance heard yet (see _UNSPACED_LEAD_S)
             n += 1
         return n
 
@@ -346,6 +386,7 @@ class StreamingRecognizer:
         words = words[: len(words) - _restart_length(said, voice_end)]
         out = self._commit(words, by_flush=True)
         self._hypothesis = []
+        self._held = None
         self._loudest = 0.0
         self._detected = self._switch_to = None
         self._open = self.vad is None
