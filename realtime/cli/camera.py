@@ -51,7 +51,7 @@ def register(sub) -> None:
     p.add_argument("--keep-original", type=float, default=0.0, metavar="VOLUME",
                    help="your own voice under the translation at this volume (e.g. 0.1; default 0)")
     p.add_argument("--max-speed", type=float, default=1.3, help="fastest speech rate to catch up (1.3)")
-    p.add_argument("--voice-engine", choices=("auto", "piper", "kokoro", "espeak-ng"), default="auto",
+    p.add_argument("--voice-engine", choices=("auto", "piper", "kokoro", "festival", "espeak-ng"), default="auto",
                    help="who speaks: auto takes the best voice that keeps up live on this machine (and says which)")
     p.add_argument("--captions", action="store_true", help="draw the translated sentence on the outgoing video")
     p.add_argument("--stats", action="store_true", help="print per-stage p50/p95 once a second")

@@ -57,9 +57,9 @@ def dub_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-speed", type=float, default=DEFAULTS.min_speed,
                    help="slowest rate a clip shorter than its slot is slowed to, to end with it, 0.95..1 "
                         f"({DEFAULTS.min_speed:g}); shorter clips keep their natural pace and leave a pause")
-    g.add_argument("--voice-engine", choices=("auto", "piper", "kokoro", "espeak-ng"), default="auto",
+    g.add_argument("--voice-engine", choices=("auto", "piper", "kokoro", "festival", "espeak-ng"), default="auto",
                    help="who speaks the translation: auto picks Piper where it has a voice, else Kokoro, else "
-                        "espeak-ng (live: the best that keeps up on this machine)")
+                        "Festival (Catalan), else espeak-ng (live: the best that keeps up on this machine)")
     g.add_argument("--voice-match", choices=("off", "register", "timbre"), default=DEFAULTS.voice_match,
                    help="how the voice follows the speaker: off (the language's default voice), register (a voice "
                         "of the speaker's pitch register), timbre (that voice moved toward the speaker: pitch, "
