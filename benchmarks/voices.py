@@ -14,6 +14,7 @@ Also the match's cost: CPU seconds per clip over the clip's duration, and the on
 
 Usage: python benchmarks/voices.py [--sentences N] [--loaded-sentences M] [--speaker-sentences K]
        python benchmarks/voices.py --speakers-only [--speaker-sentences K]   (only the speaker section)
+       python benchmarks/voices.py --live-only   (Kokoro es RTF as the live chooser times it, and its verdict)
 """
 
 from __future__ import annotations
@@ -307,6 +308,54 @@ def run_speakers(asr: WhisperRecognizer, sentences: int, started: float) -> None
     print(f"wrote {path}")
 
 
+# -- live: is Kokoro fast enough for the live voice chooser (issue 21) ----------------------------------------
+
+LONG_SENTENCES_ES = [  # long unbroken sentences (~9 s each): the worst case for a phrase's wait
+    "Creo que deberíamos hablar con el director sobre este problema antes de que la situación empeore todavía más "
+    "en las próximas semanas.",
+    "Mañana por la mañana vamos a visitar el museo de la ciudad con mis padres y después comeremos juntos en el "
+    "restaurante de la plaza.",
+    "El tren llegó tarde porque había mucha nieve en las montañas y los trabajadores tuvieron que limpiar las vías "
+    "durante varias horas.",
+    "Me gustaría reservar una mesa para cuatro personas esta noche cerca de la ventana si todavía queda alguna "
+    "libre en el comedor.",
+]
+
+
+def run_live(started: float, repeats: int) -> None:
+    """Kokoro es RTF timed as the live chooser times it (`ModelPool._pick_live_voice`: its warm-up sentence, the
+    second run), then on long sentences, and the chooser's own verdict; → results/voices_live-vm.json."""
+    from livedub.realtime.pool import LIVE_MAX_RTF, WARM_UP_TEXT, ModelPool
+
+    load = os.getloadavg()[0]
+    voice = KokoroSynthesizer("es")
+    voice.synthesize(WARM_UP_TEXT["es"])  # loads the model
+    rows = []
+    for label, texts in (("chooser warm-up text", [WARM_UP_TEXT["es"]] * repeats), ("long sentences", LONG_SENTENCES_ES)):
+        voice.synthesize(texts[0])
+        rtfs, audio = [], []
+        for text in texts:
+            t0 = time.perf_counter()
+            speech = voice.synthesize(text)
+            rtfs.append((time.perf_counter() - t0) / speech.duration)
+            audio.append(speech.duration)
+        rows.append({"voice": voice.name, "threads": voice.threads, "text": label, "runs": len(rtfs),
+                     "audio_s_p50": statistics.median(audio), "rtf_p50": statistics.median(rtfs), "rtf_worst": max(rtfs)})
+        print(f"{label}: RTF median {rows[-1]['rtf_p50']:.3f}, worst {rows[-1]['rtf_worst']:.3f}", flush=True)
+    with ModelPool() as pool:
+        chosen, why = pool.live_synthesizer("es")
+    print(table(rows, list(rows[0])))
+    print(why)
+    path = write_results("voices_live", rows, {
+        "note": "RTF = synthesize() wall time / audio duration, warm model, 2 ONNX Runtime threads, nothing beside it; "
+                f"the live chooser keeps a voice at RTF <= {LIVE_MAX_RTF} on its warm-up text",
+        "live_chooser_es": {"voice": chosen.name, "why": why},
+        "load_average_1min_at_start": load,
+        "seconds": round(time.perf_counter() - started, 1),
+    })
+    print(f"wrote {path}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentences", type=int, default=10, help="sentences per language, idle (10)")
@@ -315,8 +364,13 @@ def main() -> int:
     parser.add_argument("--speaker-sentences", type=int, default=3,
                         help="sentences per language the speakers are dubbed with (3)")
     parser.add_argument("--speakers-only", action="store_true", help="only the speaker-similarity section")
+    parser.add_argument("--live-only", action="store_true",
+                        help="only Kokoro's live RTF (as the live chooser times it) → results/voices_live-vm.json")
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.live_only:
+        run_live(started, repeats=5)
+        return 0
     asr = WhisperRecognizer(models.whisper_base_dir())
     asr.transcribe(decode_audio(Path(__import__("moonshine_voice").__file__).parent / "assets" / "beckett.wav"))
     run_speakers(asr, args.speaker_sentences, started)

@@ -51,7 +51,7 @@ _PEAK = 0.99
 _CLIP_PITCH_STEP_S = 0.02  # a clip's median pitch needs no finer frames (a third of the cost of 10 ms ones)
 _KEEP_RATIO_MARGIN = 0.01  # a shifted ratio must beat no shift by this much similarity to be chosen
 
-PROBE_VERSION = 1  # bump when PROBE_TEXT changes: cached probes of the old sentences are then not read
+PROBE_VERSION = 2  # bump when PROBE_TEXT or a voice's sound changes (2: Kokoro's int8 convs rewritten, kokoro_graph.py)
 PROBE_TEXT: dict[str, str] = {  # a probe sentence per language (others read the English one)
     "en": "Tomorrow morning we are going to visit the museum. My sister works in a hospital near the station.",
     "es": "Mañana por la mañana vamos a visitar el museo. Mi hermana trabaja en un hospital cerca de la estación.",
