@@ -348,7 +348,8 @@ def run_live(started: float, repeats: int) -> None:
     print(why)
     path = write_results("voices_live", rows, {
         "note": "RTF = synthesize() wall time / audio duration, warm model, 2 ONNX Runtime threads, nothing beside it; "
-                f"the live chooser keeps a voice at RTF <= {LIVE_MAX_RTF} on its warm-up text",
+                f"the live chooser keeps a voice at RTF × threads <= {LIVE_MAX_RTF:.2f} core-seconds per second "
+                "on its warm-up text",
         "live_chooser_es": {"voice": chosen.name, "why": why},
         "load_average_1min_at_start": load,
         "seconds": round(time.perf_counter() - started, 1),

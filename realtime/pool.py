@@ -37,8 +37,12 @@ T = TypeVar("T")
 MODEL_WORKERS = ("asr", "mt", "tts")
 MODEL_NICE = 10  # niceness of model threads (and the processes they start) against media threads
 
-# A live voice must speak much faster than real time: recognition and video share the same cores.
-LIVE_MAX_RTF = 0.3
+# A live voice must speak much faster than real time: recognition and video share the same cores. Counted in
+# CPU: seconds of synthesis × the threads it runs on, per second of speech, at most this share of the machine's
+# cores (2 cores: 0.3). Wall time on an idle machine misleads: Kokoro timed at RTF 0.19 on 2 threads (0.38
+# core-seconds per second) fell 14 s behind in a 30 s live monologue beside whisper (RTF ~0.7 under that load).
+LIVE_CORE_SHARE = 0.15
+LIVE_MAX_RTF = LIVE_CORE_SHARE * (os.cpu_count() or 2)
 WARM_UP_TEXT = {  # short: timing a voice must not hold up the start of a call
     "en": "Hello everyone, welcome.",
     "es": "Hola a todos, bienvenidos.",
@@ -146,7 +150,8 @@ class ModelPool:
     def live_synthesizer(self, language: str, *, pitch_hz: float | None = None, engine: str | None = None,
                          max_rtf: float = LIVE_MAX_RTF) -> tuple[Synthesizer, str]:
         """The best voice for `language` that is fast enough to speak live beside recognition and video on this
-        machine (measured on a warm-up sentence) for every live call sharing the one TTS worker, and one line
+        machine (measured on a warm-up sentence, in core-seconds per second of speech against `max_rtf`) for
+        every live call sharing the one TTS worker, and one line
         saying what was chosen and why. An `engine` the user asked for is taken as it is."""
         if engine is not None:
             return self._loaded(self.synthesizer(language, pitch_hz=pitch_hz, engine=engine), language), ""
@@ -202,10 +207,12 @@ class ModelPool:
             except Exception as exc:  # a voice that fails here is not used live
                 slow.append(f"{voice.name} failed ({exc})")
                 continue
-            if rtf * calls <= max_rtf:
+            cost = rtf * getattr(voice, "threads", 1)  # core-seconds per second of speech
+            said = f"RTF {rtf:.2f}, {cost:.2f} core-s per s{shared}"
+            if cost * calls <= max_rtf:
                 why = f"; {', '.join(slow)}" if slow else ""
-                return voice, f"live voice for {language}: {voice.name} (RTF {rtf:.2f}{shared}{why})"
-            slow.append(f"{voice.name} too slow to keep up live here (RTF {rtf:.2f}{shared} > {max_rtf} for {timed_on})")
+                return voice, f"live voice for {language}: {voice.name} ({said}{why})"
+            slow.append(f"{voice.name} too slow to keep up live here ({said} > {max_rtf:.2f} for {timed_on})")
         voice = voices[-1]
         voice.synthesize(text)
         return voice, f"live voice for {language}: {voice.name} ({'; '.join(slow)})" if slow else ""
