@@ -13,31 +13,10 @@ from livedub.engines.asr.whisper import WhisperRecognizer
 from livedub.engines.audio import SAMPLE_RATE, resample
 from livedub.engines.settings import Settings
 from livedub.engines.tts.festival import festival_languages
+from livedub.engines.tts.sample_speech import SAMPLE_SENTENCES
 
-# the first five sentences of benchmarks/voices.py SENTENCES for each language
-SENTENCES = {
-    "pt": [
-        "Amanhã de manhã vamos visitar o museu da cidade.",
-        "Minha irmã trabalha em um hospital perto da estação.",
-        "Você pode me enviar o relatório antes de sexta-feira, por favor?",
-        "O trem chegou atrasado porque havia muita neve nas montanhas.",
-        "Eu gostaria de reservar uma mesa para quatro pessoas hoje à noite.",
-    ],
-    "fr": [
-        "Demain matin, nous allons visiter le musée de la ville.",
-        "Ma sœur travaille dans un hôpital près de la gare.",
-        "Peux-tu m'envoyer le rapport avant vendredi, s'il te plaît?",
-        "Le train est arrivé en retard parce qu'il y avait beaucoup de neige.",
-        "Je voudrais réserver une table pour quatre personnes ce soir.",
-    ],
-    "ca": [
-        "Demà al matí anirem a visitar el museu de la ciutat.",
-        "La meva germana treballa en un hospital a prop de l'estació.",
-        "Em pots enviar l'informe abans de divendres, si us plau?",
-        "El tren va arribar tard perquè hi havia molta neu a les muntanyes.",
-        "M'agradaria reservar una taula per a quatre persones aquesta nit.",
-    ],
-}
+# the first five of the sample sentences, for each language
+SENTENCES = {language: sentences[:5] for language, sentences in SAMPLE_SENTENCES.items()}
 # sentences of the five heard as the language, at least. Measured (this vm): pt 5/5 (jf_gongitsune), ca 4/5
 # (Festival ona; once Italian), fr 3/5 (jm_kumo; once Arabic, once Portuguese: 7/10 over ten sentences), the
 # best of the five bundled voices in French; the old default jf_alpha gave pt 2/5, fr 2/5.

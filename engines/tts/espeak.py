@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import MissingModelError
 from ..mt.text import split_sentences
 from ..types import Speech
+from . import SpokenBySentence, check_speed
 
 DEFAULT_WPM = 175  # espeak-ng's own default rate, words per minute
 _MIN_WPM, _MAX_WPM = 80, 450  # the range espeak-ng honours
@@ -33,7 +34,7 @@ _TIMEOUT_S = 60.0
 BORROWED_VOICES = {"gl": "es"}
 
 
-class EspeakSynthesizer:
+class EspeakSynthesizer(SpokenBySentence):
     """Speaks one language through espeak-ng; `voice_variant` ("m3", "f3", …) or `register` sets the voice."""
 
     def __init__(
@@ -57,16 +58,9 @@ class EspeakSynthesizer:
         self.sample_rate = _probe_sample_rate(self.voice)
         self.name = "espeak-ng:" + self.voice + (f"+{variant}" if variant else "")
 
-    def synthesize(self, text: str, *, speed: float = 1.0) -> Speech:
-        """The whole text as one clip (no phoneme timings: see the module note)."""
-        parts = list(self.stream(text, speed=speed))
-        pcm = np.concatenate([p.pcm for p in parts]) if parts else np.zeros(0, np.float32)
-        return Speech(pcm, self.sample_rate, text=text)
-
     def stream(self, text: str, *, speed: float = 1.0) -> Iterator[Speech]:
         """One Speech per sentence, each yielded as soon as espeak-ng has spoken it."""
-        if not (np.isfinite(speed) and speed > 0):
-            raise ValueError(f"speed must be a positive number, got {speed!r}")
+        check_speed(speed)
         for sentence in split_sentences(text):
             pcm, rate = _run_espeak(self._args(speed), sentence)
             yield Speech(pcm, rate, text=sentence)

@@ -21,6 +21,7 @@ from ..audio import resample
 from ..errors import MissingModelError
 from ..mt.text import split_sentences
 from ..types import Speech
+from . import SpokenBySentence, check_speed
 from .espeak import parse_wav
 
 # language → (Festival voice, the Debian package that has it, the text encoding it reads, register)
@@ -37,7 +38,7 @@ def festival_languages() -> list[str]:
     return sorted(lang for lang, (voice, *_) in VOICES.items() if _installed(voice))
 
 
-class FestivalSynthesizer:
+class FestivalSynthesizer(SpokenBySentence):
     """Speaks one language through Festival's `text2wave`."""
 
     sample_rate = SAMPLE_RATE
@@ -53,16 +54,9 @@ class FestivalSynthesizer:
                                     f"install it with `apt-get install {package}`")
         self.name = f"festival:{self.voice}"
 
-    def synthesize(self, text: str, *, speed: float = 1.0) -> Speech:
-        """The whole text as one clip (no phoneme timings: see the module note)."""
-        parts = list(self.stream(text, speed=speed))
-        pcm = np.concatenate([p.pcm for p in parts]) if parts else np.zeros(0, np.float32)
-        return Speech(pcm, self.sample_rate, text=text)
-
     def stream(self, text: str, *, speed: float = 1.0) -> Iterator[Speech]:
         """One Speech per sentence, each yielded as soon as Festival has spoken it."""
-        if not (np.isfinite(speed) and speed > 0):
-            raise ValueError(f"speed must be a positive number, got {speed!r}")
+        check_speed(speed)
         rate = float(np.clip(speed, *_SPEED_RANGE))
         for sentence in split_sentences(text):
             pcm, sample_rate = parse_wav(self._run(sentence, rate))

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import BadInputError, MissingModelError
 from ..mt.text import chunk_text, split_sentences
 from ..types import Phoneme, Speech
+from . import check_speed
 from .kokoro_graph import convs_as_matmuls
 from .phonemes import phonemize
 from .timings import concat_speech, phoneme_spans
@@ -127,9 +128,7 @@ class KokoroSynthesizer:
 
     def stream(self, text: str, *, speed: float = 1.0) -> Iterator[Speech]:
         """One Speech per sentence, each yielded as soon as it is spoken (live mode hears the first early)."""
-        if not (np.isfinite(speed) and speed > 0):
-            raise ValueError(f"speed must be a positive number, got {speed!r}")
-        speed = float(np.clip(speed, *SPEED_RANGE))
+        speed = float(np.clip(check_speed(speed), *SPEED_RANGE))
         for sentence in split_sentences(text):
             speech = self._speak(sentence, speed)
             if len(speech.pcm):

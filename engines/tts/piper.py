@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import MissingModelError
 from ..mt.text import split_sentences
 from ..types import Phoneme, Speech
+from . import check_speed
 from .timings import concat_speech, phoneme_spans
 
 _SPEED_TOLERANCE = 0.03
@@ -88,7 +89,7 @@ class PiperSynthesizer:
 
     def stream(self, text: str, *, speed: float = 1.0) -> Iterator[Speech]:
         """One Speech per sentence, each yielded as soon as it is synthesized."""
-        _check_speed(speed)
+        check_speed(speed)
         for sentence in split_sentences(text):
             yield self._speak(sentence, speed)
 
@@ -234,11 +235,6 @@ def _ids_with_groups(phonemes: list[str], voice) -> tuple[list[int], list[tuple[
     groups.append((EOS, len(id_map[EOS])))
     ours += list(id_map[EOS])
     return ids, (groups if ours == ids else None)
-
-
-def _check_speed(speed: float) -> None:
-    if not (np.isfinite(speed) and speed > 0):
-        raise ValueError(f"speed must be a positive number, got {speed!r}")
 
 
 def _iso_language(config: dict) -> str:
