@@ -151,8 +151,8 @@ class ModelPool:
                          max_rtf: float = LIVE_MAX_RTF) -> tuple[Synthesizer, str]:
         """The best voice for `language` that is fast enough to speak live beside recognition and video on this
         machine (measured on a warm-up sentence, in core-seconds per second of speech against `max_rtf`) for
-        every live call sharing the one TTS worker, and one line
-        saying what was chosen and why. An `engine` the user asked for is taken as it is."""
+        every live call sharing the one TTS worker, and one line saying what was chosen and why. An `engine`
+        the user asked for is taken as it is."""
         if engine is not None:
             return self._loaded(self.synthesizer(language, pitch_hz=pitch_hz, engine=engine), language), ""
         calls = max(self._live_calls, 1)
